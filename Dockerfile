@@ -1,0 +1,23 @@
+# One image for every component: `credits run <component>` picks what the container runs.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY domain ./domain
+COPY services ./services
+COPY projections ./projections
+COPY infra ./infra
+RUN pip install .
+
+RUN useradd --system --uid 10001 credits
+USER credits
+
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=5s --retries=3 \
+  CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
+CMD ["credits", "run", "all"]

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# Local Apache Kafka: a single KRaft node (broker + controller) resolved from Maven Central by
+# infra/kafka/pom.xml and run on the machine's JDK. Idempotent: a second `up` with the broker
+# already answering only checks it.
+#
+#   infra/kafka.sh up      resolve jars (cached), format storage once, start, wait until it answers
+#   infra/kafka.sh down    stop the broker (SIGTERM, then SIGKILL after a bounded wait)
+#   infra/kafka.sh status  exit 0 when the broker answers
+#
+# Settings (environment): CREDITS_LOCAL_DIR (.local), CREDITS_KAFKA_BOOTSTRAP (127.0.0.1:9092;
+# the local broker listens on its first entry), CREDITS_KAFKA_CONTROLLER_PORT (9093),
+# CREDITS_KAFKA_HEAP_MB (768), CREDITS_KAFKA_START_TIMEOUT_SECONDS (90).
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+local_dir=${CREDITS_LOCAL_DIR:-$root/.local}
+case "$local_dir" in /*) ;; *) local_dir=$root/$local_dir ;; esac
+bootstrap=${CREDITS_KAFKA_BOOTSTRAP:-127.0.0.1:9092}
+first=${bootstrap%%,*}
+host=${first%:*}
+port=${first##*:}
+controller_port=${CREDITS_KAFKA_CONTROLLER_PORT:-9093}
+# 2 cores and 24 GiB: a bounded heap keeps the JVM from taking a quarter of the machine.
+heap_mb=${CREDITS_KAFKA_HEAP_MB:-768}
+start_timeout_seconds=${CREDITS_KAFKA_START_TIMEOUT_SECONDS:-90}
+
+kafka_dir=$local_dir/kafka
+libs_dir=$kafka_dir/libs
+data_dir=$kafka_dir/data
+log_dir=$local_dir/log/kafka
+pid_file=$kafka_dir/kafka.pid
+config_file=$kafka_dir/server.properties
+pom=$root/infra/kafka/pom.xml
+
+log() { printf 'kafka: %s\n' "$*" >&2; }
+
+answers() {
+  python3 "$root/infra/kafka_probe.py" "$host" "$port"
+}
+
+running_pid() {
+  [ -f "$pid_file" ] || return 1
+  local pid
+  pid=$(cat "$pid_file")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+ensure_java() {
+  if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+    log "installing a JDK and Maven (Debian packages)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless maven >/dev/null
+  fi
+}
+
+ensure_jars() {
+  local stamp=$libs_dir/.pom.sha256
+  local want
+  want=$(sha256sum "$pom" | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    return 0
+  fi
+  log "resolving Apache Kafka from Maven Central (cached in $libs_dir)"
+  rm -rf "$libs_dir"
+  mkdir -p "$libs_dir"
+  mvn -q -B -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs_dir" >&2
+  echo "$want" >"$stamp"
+}
+
+write_config() {
+  mkdir -p "$kafka_dir" "$data_dir" "$log_dir"
+  cat >"$config_file" <<EOF
+# Written by infra/kafka.sh; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$host:$controller_port
+listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
+advertised.listeners=PLAINTEXT://$host:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs=$data_dir
+# Topics are created on purpose with a fixed partition count (credits topics create).
+auto.create.topics.enable=false
+num.partitions=4
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+# Fewer internal partitions than the default 50: faster start on two cores.
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=4
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.network.threads=2
+num.io.threads=4
+log.retention.hours=168
+EOF
+  cat >"$kafka_dir/log4j2.properties" <<EOF
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = $log_dir/server.log
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+logger.kafka.name = kafka
+logger.kafka.level = warn
+logger.apache.name = org.apache.kafka
+logger.apache.level = warn
+logger.started.name = kafka.server.KafkaRaftServer
+logger.started.level = info
+EOF
+}
+
+java_opts=(
+  -Xms256m -Xmx"${heap_mb}"m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  -Djava.awt.headless=true
+  -Dlog4j2.configurationFile="$kafka_dir/log4j2.properties"
+  -cp "$libs_dir/*"
+)
+
+java_cmd() {
+  java "${java_opts[@]}" "$@"
+}
+
+format_once() {
+  if [ -f "$data_dir/meta.properties" ]; then
+    return 0
+  fi
+  log "formatting storage in $data_dir"
+  local cluster_id
+  cluster_id=$(java_cmd kafka.tools.StorageTool random-uuid | tail -n 1)
+  java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$config_file" >>"$log_dir/format.log" 2>&1
+}
+
+up() {
+  if answers; then
+    log "already answering on $host:$port"
+    return 0
+  fi
+  if pid=$(running_pid); then
+    log "process $pid is up but not answering yet; waiting"
+  else
+    ensure_java
+    ensure_jars
+    write_config
+    format_once
+    log "starting on $host:$port (heap ${heap_mb} MiB, logs in $log_dir)"
+    # A session of its own: the broker outlives the shell that started it (make run, make test)
+    # and a Ctrl-C there does not reach it. The subshell execs java, so $! is the broker's pid.
+    (exec setsid java "${java_opts[@]}" kafka.Kafka "$config_file") >>"$log_dir/stdout.log" 2>&1 </dev/null &
+    echo $! >"$pid_file"
+  fi
+  local waited=0
+  until answers; do
+    if ! running_pid >/dev/null; then
+      log "the broker exited; last lines of $log_dir/stdout.log:"
+      tail -n 20 "$log_dir/stdout.log" >&2 || true
+      return 1
+    fi
+    if [ "$waited" -ge "$start_timeout_seconds" ]; then
+      log "not answering after ${start_timeout_seconds}s; see $log_dir"
+      return 1
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  log "answering on $host:$port after ${waited}s"
+}
+
+down() {
+  local pid
+  if ! pid=$(running_pid); then
+    log "not running"
+    rm -f "$pid_file"
+    return 0
+  fi
+  kill "$pid"
+  local waited=0
+  while kill -0 "$pid" 2>/dev/null; do
+    if [ "$waited" -ge 30 ]; then
+      log "still up after 30s; killing"
+      kill -9 "$pid" 2>/dev/null || true
+      break
+    fi
+    sleep 1
+    waited=$((waited + 1))
+  done
+  rm -f "$pid_file"
+  log "stopped"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) answers ;;
+  *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,41 @@
+"""Command receipts: the record that makes every `command_id` apply at most once.
+
+A receipt is written in the same database transaction as the events the command produced, so
+either both exist or neither does. The event-store recorders (PostgreSQL in `infra/event_store.py`,
+in-memory in `infra/memory_store.py`) take receipts through the `receipts=` keyword of
+`insert_events`, which `eventsourcing.Application.save(..., receipts=[...])` passes through.
+
+Only accepted commands get a receipt: a rejected command changes nothing, so a retry of it is
+decided afresh (as TigerBeetle does for failed transfers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from eventsourcing.persistence import IntegrityError
+
+
+@dataclass(frozen=True)
+class Receipt:
+    account_id: str
+    command_id: str
+    # SHA-256 hex of the command's canonical JSON: a retry with another payload is a conflict.
+    payload_sha256: str
+    # The original reply, as JSON text, returned unchanged (status `duplicate`) on a retry.
+    reply_json: str
+
+
+class ReceiptConflict(IntegrityError):
+    """Raised by `insert_events` when a receipt for (account_id, command_id) already exists.
+
+    The whole transaction (events included) is rolled back. It is an `IntegrityError`, like the
+    version conflict of a concurrent writer, so the service layer treats both the same way: reload
+    and decide again (bounded), which then finds the receipt and answers `duplicate` or
+    `idempotency_conflict`.
+    """
+
+
+class ReceiptReader(Protocol):
+    def select_receipt(self, account_id: str, command_id: str) -> Receipt | None: ...

@@ -1,0 +1,77 @@
+"""Settings from environment variables (12-factor), each with a default that works locally.
+
+Every variable is listed in the README's settings table; `make run` and `make test` use the
+defaults, which point at the local stack that `infra/postgres.sh` and `infra/kafka.sh` start.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class Topic(StrEnum):
+    """The public Kafka topics (DESIGN §2.1), before the configurable prefix."""
+
+    COMMANDS = "credits.commands"
+    REPLIES = "credits.replies"
+    EVENTS = "credits.events"
+    DLQ = "credits.dlq"
+    STRIPE_EVENTS = "stripe.events"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITS_", extra="ignore", frozen=True)
+
+    # PostgreSQL: the event store and the read models.
+    pg_host: str = "127.0.0.1"
+    pg_port: int = Field(default=55432, ge=1, le=65535)
+    pg_user: str = "credits"
+    pg_password: str = "credits"
+    pg_database: str = "credits"
+    # Two cores: a handful of connections saturates them; more only queue inside PostgreSQL.
+    pg_pool_size: int = Field(default=8, ge=1, le=64)
+    pg_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    # Kafka: comma-separated host:port list.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Prepended to every topic name, e.g. "staging." gives "staging.credits.commands".
+    topic_prefix: str = ""
+    # Fixed at creation: the key (account id) decides the partition, so changing it later would
+    # reorder accounts. Four suits two cores; more partitions only add consumer overhead here.
+    topic_partitions: int = Field(default=4, ge=1, le=256)
+    # One replica on the local single node; production sets 3.
+    topic_replication_factor: int = Field(default=1, ge=1, le=5)
+    kafka_request_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
+    # HTTP API.
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+
+    # Logs: "json" for machines, "console" for people.
+    log_level: str = "INFO"
+    log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    def topic(self, topic: Topic) -> str:
+        return f"{self.topic_prefix}{topic.value}"
+
+    def all_topics(self) -> list[str]:
+        return [self.topic(t) for t in Topic]
+
+    def kafka_bootstrap_servers(self) -> list[tuple[str, int]]:
+        servers: list[tuple[str, int]] = []
+        for item in self.kafka_bootstrap.split(","):
+            host, _, port = item.strip().rpartition(":")
+            servers.append((host, int(port)))
+        return servers
+
+    def pg_dsn(self, database: str | None = None) -> str:
+        return (
+            f"postgresql://{self.pg_user}:{self.pg_password}@{self.pg_host}:{self.pg_port}/"
+            f"{database or self.pg_database}"
+        )

@@ -1,0 +1,86 @@
+"""Runs service components in one process until SIGINT or SIGTERM, then stops them cleanly.
+
+A component is `async def (settings, stop) -> None` that returns once `stop` is set. Production
+runs one component per process (`credits run api`); development runs them all (`credits run all`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any
+
+import structlog
+import uvicorn
+
+from infra.settings import Settings
+from services.api.app import create_app
+
+Component = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
+
+log = structlog.get_logger("credits.runner")
+
+# A component that does not stop within this after the signal is cancelled.
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn without its own signal handling: the runner owns the signals for every component."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,  # our structured logging, not uvicorn's
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS / 2),
+    )
+    server = _EmbeddedServer(config)
+    serving = asyncio.create_task(server.serve())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    stopping.cancel()
+    await serving
+    if not server.started and not stop.is_set():
+        raise RuntimeError(f"the API could not listen on {settings.http_host}:{settings.http_port}")
+
+
+COMPONENTS: dict[str, Component] = {
+    "api": run_api,
+}
+
+
+async def run_components(names: list[str], settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("starting", components=names)
+    tasks: set[asyncio.Task[None]] = {
+        asyncio.create_task(COMPONENTS[name](settings, stop), name=name) for name in names
+    }
+    # One component failing stops the others: a half-running service is worse than none.
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    stop.set()
+    if pending:
+        _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in late:
+            log.warning(
+                "cancelling a component that did not stop in time", component=task.get_name()
+            )
+            task.cancel()
+    log.info("stopped", components=names)
+    for task in done:
+        error = task.exception()
+        if error is not None:
+            raise error

@@ -1,0 +1,63 @@
+"""Fixtures for the real local stack (`make test` starts it): PostgreSQL and Kafka.
+
+Each test session gets a database and topics of its own, named with a run id, and removes them
+at the end, so runs never see each other's data.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from infra.kafka_topics import create_topics, delete_topics
+from infra.settings import Settings
+from tests.kafka_client import KafkaTestClient
+
+RUN_ID = uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(scope="session")
+def base_settings() -> Settings:
+    """The settings `make test` runs with (CREDITS_* from the environment, local defaults)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def settings(base_settings: Settings) -> Settings:
+    """Settings pointed at this run's own database and topics."""
+    return base_settings.model_copy(
+        update={"pg_database": f"credits_test_{RUN_ID}", "topic_prefix": f"test-{RUN_ID}."}
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_database(base_settings: Settings, settings: Settings) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session; yields its DSN."""
+    admin_dsn = base_settings.pg_dsn()
+    name = sql.Identifier(settings.pg_database)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    yield settings.pg_dsn()
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+@pytest.fixture(scope="session")
+async def kafka_topics(settings: Settings) -> AsyncIterator[list[str]]:
+    """This run's copies of the public topics (prefixed with the run id)."""
+    names = settings.all_topics()
+    await create_topics(settings, names)
+    yield names
+    await delete_topics(settings, names)
+
+
+@pytest.fixture
+async def kafka(settings: Settings, kafka_topics: list[str]) -> AsyncIterator[KafkaTestClient]:
+    client = KafkaTestClient(settings)
+    await client.start()
+    yield client
+    await client.stop()

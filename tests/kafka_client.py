@@ -1,0 +1,87 @@
+"""A small real-Kafka client for tests: produce keyed messages, read a topic back."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from infra.settings import Settings
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+
+class KafkaTestClient:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def produce(
+        self,
+        topic: str,
+        key: str,
+        value: bytes,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> tuple[int, int]:
+        """Sends and waits for the broker's ack; returns (partition, offset)."""
+        metadata = await self._producer.send_and_wait(
+            topic, value=value, key=key.encode(), headers=headers or []
+        )
+        return metadata.partition, metadata.offset
+
+    async def read(self, topic: str, count: int, timeout_seconds: float = 30.0) -> list[Received]:
+        """Reads `count` messages from the start of every partition (no consumer group)."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            group_id=None,
+        )
+        await consumer.start()
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            if not partitions:
+                await consumer._client.force_metadata_update()  # a topic created just now
+                partitions = consumer.partitions_for_topic(topic) or set()
+            assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assignment)
+            await consumer.seek_to_beginning(*assignment)
+            received: list[Received] = []
+            async with asyncio.timeout(timeout_seconds):
+                while len(received) < count:
+                    batch = await consumer.getmany(timeout_ms=500, max_records=count)
+                    for records in batch.values():
+                        received.extend(
+                            Received(
+                                topic=r.topic,
+                                partition=r.partition,
+                                offset=r.offset,
+                                key=r.key,
+                                value=r.value,
+                                headers=tuple(r.headers),
+                            )
+                            for r in records
+                        )
+            return received
+        finally:
+            await consumer.stop()
