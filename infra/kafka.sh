@@ -64,7 +64,7 @@ ensure_jars() {
   log "resolving Apache Kafka from Maven Central (cached in $libs_dir)"
   rm -rf "$libs_dir"
   mkdir -p "$libs_dir"
-  mvn -q -B -f "$pom" dependency:copy-dependencies \
+  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
     -DincludeScope=runtime -DoutputDirectory="$libs_dir" >&2
   echo "$want" >"$stamp"
 }

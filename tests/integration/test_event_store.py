@@ -1,0 +1,99 @@
+"""The PostgreSQL recorder keeps a command's events and its receipt together, or neither."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+
+import pytest
+from eventsourcing.application import Application
+from eventsourcing.domain import (
+    BaseAggregate,
+    CanInitAggregate,
+    CanMutateAggregate,
+    MetaDomainEvent,
+    event,
+)
+
+from infra.event_store import CreditsPostgresRecorder, event_store_env
+from infra.receipts import Receipt, ReceiptConflict
+from infra.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+class TextIdAggregate(BaseAggregate[str]):
+    # DomainEvent insists on UUID ids; the metaclass alone makes frozen dataclass events.
+    class Event(CanMutateAggregate[str], metaclass=MetaDomainEvent):
+        originator_id: str
+        originator_version: int
+        timestamp: datetime
+
+    class Created(Event, CanInitAggregate[str]):
+        originator_topic: str
+
+
+class Counter(TextIdAggregate):
+    """A stand-in aggregate: the recorder does not care what the events mean."""
+
+    @event("Started")
+    def __init__(self, id: str) -> None:
+        self.count = 0
+
+    @event("Incremented")
+    def increment(self) -> None:
+        self.count += 1
+
+
+@pytest.fixture
+def app(settings: Settings, pg_database: str) -> Iterator[Application[str]]:
+    application: Application[str] = Application(env=event_store_env(settings))
+    yield application
+    application.close()
+
+
+def _receipt(account_id: str, command_id: str) -> Receipt:
+    return Receipt(account_id, command_id, "0" * 64, f'{{"command_id": "{command_id}"}}')
+
+
+def test_receipt_is_stored_with_the_events_and_read_back(app: Application[str]) -> None:
+    account_id = f"acct-{uuid.uuid4().hex[:8]}"
+    counter = Counter(id=account_id)
+
+    app.save(counter, receipts=[_receipt(account_id, "cmd-1")])
+
+    recorder = app.recorder
+    assert isinstance(recorder, CreditsPostgresRecorder)
+    assert recorder.select_receipt(account_id, "cmd-1") == _receipt(account_id, "cmd-1")
+    assert recorder.select_receipt(account_id, "cmd-2") is None
+    assert app.repository.get(account_id).count == 0
+
+
+def test_a_second_receipt_for_the_same_command_rolls_back_its_events(
+    app: Application[str],
+) -> None:
+    account_id = f"acct-{uuid.uuid4().hex[:8]}"
+    counter = Counter(id=account_id)
+    app.save(counter, receipts=[_receipt(account_id, "cmd-1")])
+    loaded: Counter = app.repository.get(account_id)
+    loaded.increment()
+
+    with pytest.raises(ReceiptConflict):
+        app.save(loaded, receipts=[_receipt(account_id, "cmd-1")])
+
+    # The increment was in the same transaction as the conflicting receipt: it is not stored.
+    assert app.repository.get(account_id, version=None).version == 1
+    assert len(list(app.events.get(account_id))) == 1
+
+
+def test_receipts_are_scoped_by_account(app: Application[str]) -> None:
+    first, second = (f"acct-{uuid.uuid4().hex[:8]}" for _ in range(2))
+
+    app.save(Counter(id=first), receipts=[_receipt(first, "same-id")])
+    app.save(Counter(id=second), receipts=[_receipt(second, "same-id")])
+
+    recorder = app.recorder
+    assert isinstance(recorder, CreditsPostgresRecorder)
+    assert recorder.select_receipt(first, "same-id") is not None
+    assert recorder.select_receipt(second, "same-id") is not None
