@@ -1,0 +1,233 @@
+"""The ledger's service layer: commands in, replies out, each command applied at most once.
+
+A command's receipt (`infra/receipts.py`) is saved with its events in one `Application.save`,
+so a retry finds either both or neither. Only accepted commands get a receipt: a rejected one
+changes nothing and writes nothing, and its retry is decided afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from copy import deepcopy
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+
+from domain.account import Account, Context
+from domain.catalog import Catalog
+from domain.clock import Clock
+from domain.commands import Command, OpenAccount, parse_command
+from domain.errors import ErrorCode, LedgerError
+from domain.replies import Reply
+from infra.receipts import Receipt
+from services.ledger.application import LedgerApplication
+
+# A batch is one database transaction: bounded so that a retry stays cheap.
+MAX_BATCH = 1000
+# Version conflicts mean another writer got there first; a few rereads settle it. The jittered
+# pause spreads writers racing on one hot account, so they do not collide again in lockstep.
+MAX_ATTEMPTS = 10
+BACKOFF_SECONDS = 0.002
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class RetriesExhausted(RuntimeError):
+    pass
+
+
+@dataclass
+class _Decisions:
+    """One attempt at a batch: the replies, and what to save if they stand."""
+
+    replies: list[Reply] = field(default_factory=list)
+    accounts: dict[str, Account | None] = field(default_factory=dict)
+    receipts: list[Receipt] = field(default_factory=list)
+    # Reply index → (account id, version after the command), to fill `position` once saved.
+    versions: dict[int, tuple[str, int]] = field(default_factory=dict)
+    seen: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
+
+
+class LedgerService:
+    def __init__(
+        self,
+        app: LedgerApplication,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        max_attempts: int = MAX_ATTEMPTS,
+    ) -> None:
+        assert max_attempts >= 1
+        self.app = app
+        self.catalog = catalog
+        self.clock = clock
+        self.max_attempts = max_attempts
+
+    def handle(self, command: bytes | str | dict[str, Any] | Command) -> Reply:
+        return self.handle_many([command])[0]
+
+    def handle_many(
+        self, commands: list[bytes | str | dict[str, Any] | Command], **save_kwargs: Any
+    ) -> list[Reply]:
+        """Decide a batch in memory, then save every account and receipt in one transaction."""
+        if len(commands) > MAX_BATCH:
+            raise ValueError(f"a batch holds at most {MAX_BATCH} commands")
+        parsed = [_parse(raw) for raw in commands]
+        for attempt in range(1, self.max_attempts + 1):
+            decisions = self._decide(parsed, self.clock.now())
+            changed = [a for a in decisions.accounts.values() if a and a.pending_events]
+            try:
+                recordings = self.app.save(*changed, receipts=decisions.receipts, **save_kwargs)
+            except IntegrityError:
+                if attempt == self.max_attempts:
+                    raise
+                time.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
+                continue
+            positions = {
+                (str(r.notification.originator_id), r.notification.originator_version): (
+                    r.notification.id
+                )
+                for r in recordings
+            }
+            return [
+                reply.model_copy(update={"position": positions.get(decisions.versions[i])})
+                if i in decisions.versions
+                else reply
+                for i, reply in enumerate(decisions.replies)
+            ]
+        raise RetriesExhausted  # unreachable: the last attempt returns or raises
+
+    def _decide(self, parsed: list[Command | Reply], now: datetime) -> _Decisions:
+        decisions = _Decisions()
+        for item in parsed:
+            if isinstance(item, Reply):
+                decisions.replies.append(item)
+                continue
+            decisions.replies.append(self._decide_one(decisions, item, now))
+        return decisions
+
+    def _decide_one(self, decisions: _Decisions, command: Command, now: datetime) -> Reply:
+        key = (command.account_id, command.command_id)
+        payload_sha256 = command.payload_sha256()
+        earlier = decisions.seen.get(key) or self._receipt(*key)
+        if earlier is not None:
+            if earlier[0] != payload_sha256:
+                return Reply.rejected(
+                    command_id=command.command_id,
+                    account_id=command.account_id,
+                    error=LedgerError(
+                        ErrorCode.idempotency_conflict,
+                        "command_id already used with a different payload",
+                    ),
+                )
+            return earlier[1].model_copy(update={"status": "duplicate", "position": None})
+
+        if command.account_id not in decisions.accounts:
+            decisions.accounts[command.account_id] = self._load(command.account_id)
+        account = decisions.accounts[command.account_id]
+        work, outcome = self._execute(account, command, now)
+        balances = work.balances(self.catalog) if work is not None else {}
+        if isinstance(outcome, LedgerError):
+            return Reply.rejected(
+                command_id=command.command_id,
+                account_id=command.account_id,
+                error=outcome,
+                balances=balances,
+            )
+
+        assert work is not None
+        reply = Reply.accepted(
+            command_id=command.command_id,
+            account_id=command.account_id,
+            balances=balances,
+            result=outcome,
+        )
+        decisions.accounts[command.account_id] = work
+        decisions.receipts.append(
+            Receipt(
+                account_id=command.account_id,
+                command_id=command.command_id,
+                payload_sha256=payload_sha256,
+                reply_json=reply.model_dump_json(),
+            )
+        )
+        decisions.seen[key] = (payload_sha256, reply)
+        if account is None or work.version != account.version:
+            decisions.versions[len(decisions.replies)] = (command.account_id, work.version)
+        return reply
+
+    def _execute(
+        self, account: Account | None, command: Command, now: datetime
+    ) -> tuple[Account | None, dict[str, Any] | LedgerError]:
+        """Run the command on a copy: the copy if accepted, the untouched account if not."""
+        if isinstance(command, OpenAccount):
+            if account is not None:
+                error = LedgerError(ErrorCode.account_exists, f"{command.account_id} is open")
+                return account, error
+            ctx = Context(self.catalog, now, command.command_id)
+            try:
+                opened = Account.open(ctx, command.account_id, command.plan)
+            except LedgerError as e:
+                return None, e
+            return opened, {"plan": command.plan}
+        if account is None:
+            return None, LedgerError(ErrorCode.unknown_account, f"no account {command.account_id}")
+        work = deepcopy(account)
+        # An account's events never go back in time, even if this host's clock does.
+        ctx = Context(self.catalog, max(now, account.modified_on), command.command_id)
+        if work.plan not in self.catalog.plans:
+            error = LedgerError(
+                ErrorCode.unknown_plan,
+                f"plan {work.plan!r} is not in catalog {self.catalog.version}",
+            )
+            return account, error
+        fields = command.model_dump(exclude={"type", "command_id", "account_id"})
+        try:
+            result: dict[str, Any] = getattr(work, command.type)(ctx, **fields)
+        except LedgerError as e:
+            return work, e
+        return work, result
+
+    def _receipt(self, account_id: str, command_id: str) -> tuple[str, Reply] | None:
+        receipt = self.app.recorder.select_receipt(account_id, command_id)  # type: ignore[attr-defined]
+        if receipt is None:
+            return None
+        return receipt.payload_sha256, Reply.model_validate_json(receipt.reply_json)
+
+    def _load(self, account_id: str) -> Account | None:
+        try:
+            account: Account = self.app.repository.get(account_id)
+        except AggregateNotFoundError:
+            return None
+        return account
+
+
+def _parse(raw: bytes | str | dict[str, Any] | Command) -> Command | Reply:
+    if not isinstance(raw, bytes | str | dict):
+        return raw
+    try:
+        return parse_command(raw)
+    except LedgerError as e:
+        ids = _best_effort_ids(raw)
+        return Reply.rejected(
+            command_id=ids.get("command_id", ""), account_id=ids.get("account_id", ""), error=e
+        )
+
+
+def _best_effort_ids(raw: bytes | str | dict[str, Any]) -> dict[str, str]:
+    """The ids of a command that failed validation, so that its sender can match the reply."""
+    try:
+        data = raw if isinstance(raw, dict) else json.loads(raw)
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v[:128] for k in ("command_id", "account_id") if isinstance(v := data.get(k), str)}
