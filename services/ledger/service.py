@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
+from contextlib import ExitStack
 from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +35,9 @@ MAX_BATCH = 1000
 # pause spreads writers racing on one hot account, so they do not collide again in lockstep.
 MAX_ATTEMPTS = 10
 BACKOFF_SECONDS = 0.002
+# Threads of one process (the API's pool) that write the same account take turns instead of
+# colliding: optimistic retries are for other processes. Striped so the lock table is bounded.
+ACCOUNT_LOCK_STRIPES = 256
 
 
 class SystemClock:
@@ -70,6 +75,7 @@ class LedgerService:
         self.catalog = catalog
         self.clock = clock
         self.max_attempts = max_attempts
+        self._account_locks = [threading.Lock() for _ in range(ACCOUNT_LOCK_STRIPES)]
 
     def handle(self, command: bytes | str | dict[str, Any] | Command) -> Reply:
         return self.handle_many([command])[0]
@@ -81,6 +87,18 @@ class LedgerService:
         if len(commands) > MAX_BATCH:
             raise ValueError(f"a batch holds at most {MAX_BATCH} commands")
         parsed = [_parse(raw) for raw in commands]
+        stripes = sorted(
+            {hash(c.account_id) % ACCOUNT_LOCK_STRIPES for c in parsed if not isinstance(c, Reply)}
+        )
+        with ExitStack() as held:
+            # Always in ascending order, so two batches sharing accounts cannot deadlock.
+            for stripe in stripes:
+                held.enter_context(self._account_locks[stripe])
+            return self._decide_and_save(parsed, save_kwargs)
+
+    def _decide_and_save(
+        self, parsed: list[Command | Reply], save_kwargs: dict[str, Any]
+    ) -> list[Reply]:
         for attempt in range(1, self.max_attempts + 1):
             decisions = self._decide(parsed, self.clock.now())
             changed = [a for a in decisions.accounts.values() if a and a.pending_events]
