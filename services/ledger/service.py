@@ -11,6 +11,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -81,9 +82,19 @@ class LedgerService:
         return self.handle_many([command])[0]
 
     def handle_many(
-        self, commands: list[bytes | str | dict[str, Any] | Command], **save_kwargs: Any
+        self,
+        commands: list[bytes | str | dict[str, Any] | Command],
+        *,
+        save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None = None,
+        **save_kwargs: Any,
     ) -> list[Reply]:
-        """Decide a batch in memory, then save every account and receipt in one transaction."""
+        """Decide a batch in memory, then save every account and receipt in one transaction.
+
+        `save_kwargs` go to the recorder with the events (e.g. the Kafka positions the batch
+        came from). `save_with_replies`, if given, is called with the decided replies (before
+        they have a `position`) on every attempt, and what it returns is saved too: the Kafka
+        consumer keeps the replies in the same transaction so that a crash cannot lose them.
+        """
         if len(commands) > MAX_BATCH:
             raise ValueError(f"a batch holds at most {MAX_BATCH} commands")
         parsed = [_parse(raw) for raw in commands]
@@ -94,16 +105,22 @@ class LedgerService:
             # Always in ascending order, so two batches sharing accounts cannot deadlock.
             for stripe in stripes:
                 held.enter_context(self._account_locks[stripe])
-            return self._decide_and_save(parsed, save_kwargs)
+            return self._decide_and_save(parsed, save_with_replies, save_kwargs)
 
     def _decide_and_save(
-        self, parsed: list[Command | Reply], save_kwargs: dict[str, Any]
+        self,
+        parsed: list[Command | Reply],
+        save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None,
+        save_kwargs: dict[str, Any],
     ) -> list[Reply]:
         for attempt in range(1, self.max_attempts + 1):
             decisions = self._decide(parsed, self.clock.now())
             changed = [a for a in decisions.accounts.values() if a and a.pending_events]
+            extra = save_with_replies(decisions.replies) if save_with_replies else {}
             try:
-                recordings = self.app.save(*changed, receipts=decisions.receipts, **save_kwargs)
+                recordings = self.app.save(
+                    *changed, receipts=decisions.receipts, **save_kwargs, **extra
+                )
             except IntegrityError:
                 if attempt == self.max_attempts:
                     raise
@@ -234,13 +251,13 @@ def _parse(raw: bytes | str | dict[str, Any] | Command) -> Command | Reply:
     try:
         return parse_command(raw)
     except LedgerError as e:
-        ids = _best_effort_ids(raw)
+        ids = best_effort_ids(raw)
         return Reply.rejected(
             command_id=ids.get("command_id", ""), account_id=ids.get("account_id", ""), error=e
         )
 
 
-def _best_effort_ids(raw: bytes | str | dict[str, Any]) -> dict[str, str]:
+def best_effort_ids(raw: bytes | str | dict[str, Any]) -> dict[str, str]:
     """The ids of a command that failed validation, so that its sender can match the reply."""
     try:
         data = raw if isinstance(raw, dict) else json.loads(raw)

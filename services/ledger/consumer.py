@@ -1,0 +1,429 @@
+"""The ledger's Kafka consumer: `credits.commands` in, events in PostgreSQL, replies out.
+
+Every batch of records is applied in ONE database transaction together with
+- the events and receipts of its commands (LedgerService.handle_many),
+- the partition positions it moves, behind a compare-and-set (infra/event_store.KafkaPosition),
+- the replies it produced (infra/event_store.StoredReply).
+Only then are replies sent and offsets committed to Kafka. So:
+- a crash after the database commit and before the Kafka commit redelivers records below the
+  stored position: they are not applied again, and their stored replies are sent again;
+- a consumer that lost a partition in a rebalance it has not noticed fails its transaction on
+  the position check instead of applying records twice;
+- bad records go to the DLQ (before the commit, so none is lost) and never stop a partition;
+- a database or broker that stays down past a bounded retry stops consumption: partitions are
+  rewound to the first unapplied record and paused, and `ready` says why. Nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+from eventsourcing.persistence import PersistenceError
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from domain.replies import Reply
+from infra.event_store import (
+    CreditsPostgresRecorder,
+    KafkaPosition,
+    KafkaPositionConflict,
+    StoredReply,
+)
+from infra.settings import Settings, Topic
+from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
+from services.ledger.service import LedgerService
+
+log = structlog.get_logger("credits.ledger")
+
+CONSUMER_GROUP = "credits-ledger"
+# Records per batch, hence per database transaction: big enough to amortise the insert lock
+# (DESIGN §7), small enough that a batch is decided in well under a second.
+MAX_BATCH_RECORDS = 500
+# How long a poll waits when nothing is there (it returns at once when records are).
+POLL_TIMEOUT_MS = 100
+# Transient failures (database restarting, broker leader moving) are retried this often,
+# doubling the pause from the first; past that the consumer stops and says so.
+MAX_TRANSIENT_ATTEMPTS = 6
+FIRST_RETRY_PAUSE_SECONDS = 0.5
+# Stored replies below the committed offset are deleted every this many batches.
+PRUNE_EVERY_BATCHES = 200
+
+T = TypeVar("T")
+
+
+class ConsumerHalted(Exception):
+    """Consumption stopped on purpose: retrying longer would only hide an outage."""
+
+
+@dataclass
+class LedgerConsumerState:
+    ready: bool = False
+    reason: str = "not started"
+    batches: int = 0
+    commands_by_status: dict[str, int] = field(default_factory=dict)
+    dlq_records: int = 0
+    replies_resent: int = 0
+
+
+class LedgerConsumer:
+    def __init__(
+        self,
+        settings: Settings,
+        service: LedgerService,
+        *,
+        consumer_group: str = CONSUMER_GROUP,
+        max_batch_records: int = MAX_BATCH_RECORDS,
+    ) -> None:
+        assert 1 <= max_batch_records <= 1000
+        recorder = service.app.recorder
+        assert isinstance(recorder, CreditsPostgresRecorder), "the ledger needs PostgreSQL"
+        self.settings = settings
+        self.service = service
+        self.recorder = recorder
+        self.consumer_group = consumer_group
+        self.commands_topic = settings.topic(Topic.COMMANDS)
+        self.default_reply_topic = settings.topic(Topic.REPLIES)
+        self.dlq_topic = settings.topic(Topic.DLQ)
+        self.state = LedgerConsumerState()
+        # partition -> next offset to apply, as stored in PostgreSQL (the source of truth).
+        self._positions: dict[int, int] = {}
+        self._committed: dict[int, int] = {}
+        # Set once consumption stopped on purpose; every later batch is rewound, not applied.
+        self._halted: str | None = None
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id="credits-ledger",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=1,
+            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
+        )
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap,
+            client_id="credits-ledger",
+            # FastStream logs every batch; ours are structured and say what matters.
+            logger=logging.getLogger("faststream.ledger"),
+            log_level=logging.DEBUG,
+        )
+        self._subscriber = self.broker.subscriber(
+            self.commands_topic,
+            group_id=consumer_group,
+            batch=True,
+            max_records=max_batch_records,
+            batch_timeout_ms=POLL_TIMEOUT_MS,
+            # Offsets are committed by hand, after the database commit (DESIGN §8).
+            ack_policy=AckPolicy.MANUAL,
+            auto_offset_reset="earliest",
+            listener=_PositionListener(self),
+            max_poll_interval_ms=300_000,
+            session_timeout_ms=30_000,
+        )
+        self._subscriber(self._on_batch)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self._producer.start()
+        try:
+            await self.broker.start()
+            self.state.ready, self.state.reason = True, "consuming"
+            log.info("consuming", topic=self.commands_topic, group=self.consumer_group)
+            await stop.wait()
+        finally:
+            self.state.ready, self.state.reason = False, "stopped"
+            await self.broker.stop()
+            await self._producer.stop()
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        consumer = self._subscriber.consumer
+        assert consumer is not None
+        return consumer
+
+    async def load_positions(self) -> None:
+        self._positions = await asyncio.to_thread(
+            self.recorder.select_kafka_positions, self.consumer_group, self.commands_topic
+        )
+
+    # ------------------------------------------------------------------ one batch
+
+    async def _on_batch(self, message: KafkaMessage) -> None:
+        records = [
+            CommandRecord(
+                topic=r.topic,
+                partition=r.partition,
+                offset=r.offset,
+                key=r.key,
+                value=r.value,
+                headers=tuple(r.headers),
+            )
+            for r in message.raw_message
+        ]
+        if not records:
+            return
+        if self._halted is not None:
+            await self._halt(records, self._halted)
+            return
+        try:
+            await self._apply(records)
+        except ConsumerHalted as error:
+            await self._halt(records, str(error))
+
+    async def _apply(self, records: list[CommandRecord]) -> None:
+        replayed = [r for r in records if r.offset < self._positions.get(r.partition, -1)]
+        fresh = [r for r in records if r.offset >= self._positions.get(r.partition, -1)]
+        if replayed:
+            await self._resend_stored_replies(replayed)
+        if fresh:
+            try:
+                outgoing = await self._apply_fresh(fresh)
+            except KafkaPositionConflict as conflict:
+                # Someone else applied these: reread where partitions stand and let the next
+                # poll deliver them again, as replayed records.
+                log.warning("position moved under us; rereading", detail=str(conflict))
+                await self._retry(self.load_positions, "reading positions")
+                self._rewind(records)
+                return
+            await self._retry(lambda: self._send(outgoing), "sending replies")
+        await self._commit(records)
+
+    async def _apply_fresh(self, fresh: list[CommandRecord]) -> list[StoredReply]:
+        decoded = [decode(r) for r in fresh]
+        poisons = [d for d in decoded if isinstance(d, Poison)]
+        commands = [d for d in decoded if isinstance(d, Decoded)]
+        if poisons:
+            # Before the database commit: a crash after it must not lose a DLQ record.
+            await self._retry(lambda: self._send_to_dlq(poisons), "sending to the DLQ")
+        positions = self._next_positions(fresh)
+
+        def keep_replies(replies: list[Reply]) -> dict[str, Any]:
+            return {"kafka_replies": self._stored_replies(commands, replies, poisons)}
+
+        replies = await self._retry(
+            lambda: asyncio.to_thread(
+                self.service.handle_many,
+                [d.command for d in commands],
+                save_with_replies=keep_replies,
+                kafka_positions=positions,
+            ),
+            "applying commands",
+        )
+        for position in positions:
+            self._positions[position.partition] = position.next_offset
+        self._count(replies, len(poisons))
+        # Sent with their positions now; a resend after a crash carries the stored copy.
+        return self._stored_replies(commands, replies, poisons)
+
+    def _next_positions(self, fresh: list[CommandRecord]) -> list[KafkaPosition]:
+        last_offsets: dict[int, int] = {}
+        for record in fresh:
+            last_offsets[record.partition] = max(
+                record.offset, last_offsets.get(record.partition, -1)
+            )
+        return [
+            KafkaPosition(
+                consumer_group=self.consumer_group,
+                topic=self.commands_topic,
+                partition=partition,
+                expected_offset=self._positions.get(partition),
+                next_offset=last + 1,
+            )
+            for partition, last in sorted(last_offsets.items())
+        ]
+
+    def _stored_replies(
+        self, commands: list[Decoded], replies: list[Reply], poisons: list[Poison]
+    ) -> list[StoredReply]:
+        pairs: list[tuple[CommandRecord, Reply]] = [
+            (d.record, reply) for d, reply in zip(commands, replies, strict=True)
+        ]
+        pairs += [(p.record, p.reply) for p in poisons if p.reply is not None]
+        return [
+            StoredReply(
+                consumer_group=self.consumer_group,
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                reply_topic=reply_topic(record, self.default_reply_topic),
+                key=reply.account_id.encode() if reply.account_id else record.key,
+                value=reply.model_dump_json().encode(),
+                correlation_id=record.header("correlation_id"),
+            )
+            for record, reply in sorted(pairs, key=lambda pair: pair[0].offset)
+        ]
+
+    async def _resend_stored_replies(self, replayed: list[CommandRecord]) -> None:
+        by_partition: dict[int, list[int]] = {}
+        for record in replayed:
+            by_partition.setdefault(record.partition, []).append(record.offset)
+
+        def read_stored() -> list[StoredReply]:
+            return [
+                reply
+                for partition, offsets in sorted(by_partition.items())
+                for reply in self.recorder.select_stored_replies(
+                    self.consumer_group,
+                    self.commands_topic,
+                    partition,
+                    min(offsets),
+                    max(offsets) + 1,
+                )
+            ]
+
+        stored = await self._retry(lambda: asyncio.to_thread(read_stored), "reading replies")
+        await self._retry(lambda: self._send(stored), "resending replies")
+        self.state.replies_resent += len(stored)
+        log.info(
+            "redelivered records were applied already",
+            records=len(replayed),
+            replies_resent=len(stored),
+        )
+
+    # ------------------------------------------------------------------ Kafka I/O
+
+    async def _send(self, replies: list[StoredReply]) -> None:
+        futures = [
+            await self._producer.send(
+                reply.reply_topic,
+                value=reply.value,
+                key=reply.key,
+                headers=[]
+                if reply.correlation_id is None
+                else [("correlation_id", reply.correlation_id)],
+            )
+            for reply in replies
+        ]
+        await asyncio.gather(*futures)
+
+    async def _send_to_dlq(self, poisons: list[Poison]) -> None:
+        futures = [
+            await self._producer.send(
+                self.dlq_topic,
+                value=p.record.value,
+                key=p.record.key,
+                headers=[
+                    ("error.code", p.dlq_code.encode()),
+                    ("error.message", p.message.encode()[:1000]),
+                    ("source.topic", p.record.topic.encode()),
+                    ("source.partition", str(p.record.partition).encode()),
+                    ("source.offset", str(p.record.offset).encode()),
+                ],
+            )
+            for p in poisons
+        ]
+        await asyncio.gather(*futures)
+        for p in poisons:
+            log.warning(
+                "sent to the DLQ",
+                code=p.dlq_code,
+                message=p.message,
+                partition=p.record.partition,
+                offset=p.record.offset,
+            )
+
+    async def _commit(self, records: list[CommandRecord]) -> None:
+        ends: dict[int, int] = {}
+        for record in records:
+            ends[record.partition] = max(record.offset + 1, ends.get(record.partition, 0))
+        offsets = {TopicPartition(self.commands_topic, p): end for p, end in ends.items()}
+        # Advisory: PostgreSQL holds the truth. A failed commit only means more replays later.
+        try:
+            await self._consumer.commit(offsets)
+        except KafkaError as error:
+            log.warning("offset commit failed; records will be replayed", error=str(error))
+            return
+        self._committed.update(ends)
+        self.state.batches += 1
+        if self.state.batches % PRUNE_EVERY_BATCHES == 0:
+            await self._prune()
+
+    async def _prune(self) -> None:
+        for partition, committed in self._committed.items():
+            await asyncio.to_thread(
+                self.recorder.prune_stored_replies,
+                self.consumer_group,
+                self.commands_topic,
+                partition,
+                committed,
+            )
+
+    # ------------------------------------------------------------------ failures
+
+    async def _retry(self, attempt: Callable[[], Awaitable[T]], doing: str) -> T:
+        pause_seconds = FIRST_RETRY_PAUSE_SECONDS
+        for number in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
+            try:
+                return await attempt()
+            except KafkaPositionConflict:
+                raise
+            except (PersistenceError, KafkaError, OSError) as error:
+                if number == MAX_TRANSIENT_ATTEMPTS:
+                    raise ConsumerHalted(f"{doing} failed {number} times: {error}") from error
+                log.warning(
+                    "transient failure; retrying", doing=doing, attempt=number, error=str(error)
+                )
+                await asyncio.sleep(pause_seconds)
+                pause_seconds *= 2
+        raise AssertionError("unreachable")
+
+    def _rewind(self, records: list[CommandRecord]) -> None:
+        firsts: dict[int, int] = {}
+        for record in records:
+            firsts[record.partition] = min(
+                record.offset, firsts.get(record.partition, record.offset)
+            )
+        for partition, offset in firsts.items():
+            self._consumer.seek(TopicPartition(self.commands_topic, partition), offset)
+
+    async def _halt(self, records: list[CommandRecord], reason: str) -> None:
+        self._halted = reason
+        self._rewind(records)
+        self._consumer.pause(*self._consumer.assignment())
+        self.state.ready, self.state.reason = False, f"halted: {reason}"
+        log.error(
+            "consumption stopped; nothing was skipped. Fix the cause, then restart the ledger",
+            reason=reason,
+        )
+
+    def _count(self, replies: list[Reply], poisons: int) -> None:
+        for reply in replies:
+            self.state.commands_by_status[reply.status] = (
+                self.state.commands_by_status.get(reply.status, 0) + 1
+            )
+        if poisons:
+            self.state.commands_by_status["rejected"] = (
+                self.state.commands_by_status.get("rejected", 0) + poisons
+            )
+            self.state.dlq_records += poisons
+
+
+class _PositionListener(ConsumerRebalanceListener):
+    """On every assignment, the stored positions are read again: PostgreSQL is the truth.
+
+    Consumption itself resumes from Kafka's committed offset (or the earliest record): records
+    between it and the stored position are recognised as applied, and their stored replies are
+    sent again. Seeking straight to the stored position would skip exactly those replies.
+    """
+
+    def __init__(self, ledger: LedgerConsumer) -> None:
+        self.ledger = ledger
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            await self.ledger._retry(self.ledger.load_positions, "reading positions")
+        except ConsumerHalted as error:
+            # Without the stored positions nothing can be applied safely: the first batch
+            # will be rewound and consumption paused.
+            self.ledger._halted = str(error)
+            return

@@ -1,0 +1,231 @@
+"""Commands through the real Kafka: each applied once, replies back, bad input to the DLQ."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.account import Account
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics, delete_topics
+from infra.settings import Settings, Topic
+from services.ledger.application import LedgerApplication
+from services.ledger.consumer import LedgerConsumer
+from services.ledger.service import LedgerService, SystemClock
+from tests.kafka_client import KafkaTestClient, Received
+
+pytestmark = pytest.mark.integration
+
+DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
+
+
+@pytest.fixture
+async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
+    """Settings with topics of this test's own, so no other test's records are consumed."""
+    own = settings.model_copy(
+        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
+    )
+    await create_topics(own)
+    yield own
+    await delete_topics(own, own.all_topics())
+
+
+class RunningLedger:
+    def __init__(self, settings: Settings, consumer_class: type[LedgerConsumer]) -> None:
+        self.app = LedgerApplication(env=event_store_env(settings))
+        self.service = LedgerService(self.app, DEMO, SystemClock())
+        self.consumer = consumer_class(self.settings_checked(settings), self.service)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def settings_checked(settings: Settings) -> Settings:
+        assert settings.topic_prefix, "tests run on their own topics"
+        return settings
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.consumer.run(self.stop))
+        async with asyncio.timeout(30):
+            while not self.consumer.state.ready:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=30)
+        self.app.close()
+
+
+@pytest.fixture
+async def start_ledger(
+    topics: Settings,
+) -> AsyncIterator[Callable[..., Any]]:
+    running: list[RunningLedger] = []
+
+    async def start(consumer_class: type[LedgerConsumer] = LedgerConsumer) -> RunningLedger:
+        ledger = RunningLedger(topics, consumer_class)
+        await ledger.start()
+        running.append(ledger)
+        return ledger
+
+    yield start
+    for ledger in running:
+        if ledger.task is not None and not ledger.task.done():
+            await ledger.close()
+
+
+def command(account_id: str, type: str, **fields: Any) -> dict[str, Any]:
+    return {"type": type, "command_id": uuid.uuid4().hex, "account_id": account_id, **fields}
+
+
+async def send(kafka: KafkaTestClient, settings: Settings, body: dict[str, Any]) -> None:
+    await kafka.produce(
+        settings.topic(Topic.COMMANDS),
+        body["account_id"],
+        json.dumps(body).encode(),
+        headers=[("correlation_id", body["command_id"].encode())],
+    )
+
+
+def by_correlation(replies: list[Received]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for reply in replies:
+        correlation_id = dict(reply.headers)["correlation_id"].decode()
+        found.setdefault(correlation_id, []).append(json.loads(reply.value or b""))
+    return found
+
+
+def stored_events(settings: Settings, account_id: str) -> list[Account.Event]:
+    reader = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_MAXSIZE": "0"})
+    try:
+        return list(reader.events.get(account_id))
+    finally:
+        reader.close()
+
+
+async def test_a_plain_kafka_producer_gets_replies_in_order_per_account(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    await start_ledger()
+    accounts = [f"order-{n}-{uuid.uuid4().hex[:6]}" for n in range(3)]
+    sent: dict[str, list[str]] = {account: [] for account in accounts}
+    for account in accounts:
+        opened = command(account, "open_account", plan="pro")
+        await send(kafka, topics, opened)
+        sent[account].append(opened["command_id"])
+    for _ in range(10):
+        for account in accounts:
+            spend = command(account, "consume", action="lookup", quantity=1)
+            await send(kafka, topics, spend)
+            sent[account].append(spend["command_id"])
+
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=33))
+
+    for account in accounts:
+        bodies = [replies[command_id][0] for command_id in sent[account]]
+        assert [b["status"] for b in bodies] == ["accepted"] * 11
+        available = [b["balances"]["credits"]["available"] for b in bodies]
+        # Applied in the order sent: each lookup takes exactly one credit from the one before.
+        assert available[1:] == [available[0] - n for n in range(1, 11)]
+
+
+async def test_the_same_command_sent_five_times_applies_once(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    await start_ledger()
+    account = f"dup-{uuid.uuid4().hex[:6]}"
+    await send(kafka, topics, command(account, "open_account", plan="pro"))
+    spend = command(account, "consume", action="generate", quantity=1)
+    for _ in range(5):
+        await send(kafka, topics, spend)
+
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=6))
+
+    statuses = [r["status"] for r in replies[spend["command_id"]]]
+    assert sorted(statuses) == ["accepted", "duplicate", "duplicate", "duplicate", "duplicate"]
+    results = {json.dumps(r["result"], sort_keys=True) for r in replies[spend["command_id"]]}
+    assert len(results) == 1, "a duplicate carries the original result"
+    consumed = [e for e in stored_events(topics, account) if isinstance(e, Account.Consumed)]
+    assert len(consumed) == 1
+
+
+async def test_a_malformed_record_goes_to_the_dlq_and_the_rest_are_applied(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    await start_ledger()
+    account = f"dlq-{uuid.uuid4().hex[:6]}"
+    await send(kafka, topics, command(account, "open_account", plan="pro"))
+    good = [command(account, "consume", action="upload", quantity=1) for _ in range(100)]
+    for body in good[:50]:
+        await send(kafka, topics, body)
+    bad_partition, bad_offset = await kafka.produce(
+        topics.topic(Topic.COMMANDS), account, b"\x00not json at all{", headers=[]
+    )
+    for body in good[50:]:
+        await send(kafka, topics, body)
+
+    dead = await kafka.read(topics.topic(Topic.DLQ), count=1)
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=101))
+
+    assert len(dead) == 1
+    headers = dict(dead[0].headers)
+    assert dead[0].value == b"\x00not json at all{"
+    assert headers["error.code"] == b"invalid_json"
+    assert b"Invalid JSON" in headers["error.message"]
+    assert headers["source.topic"] == topics.topic(Topic.COMMANDS).encode()
+    assert (headers["source.partition"], headers["source.offset"]) == (
+        str(bad_partition).encode(),
+        str(bad_offset).encode(),
+    )
+    assert all(replies[b["command_id"]][0]["status"] == "accepted" for b in good)
+    consumed = [e for e in stored_events(topics, account) if isinstance(e, Account.Consumed)]
+    assert len(consumed) == 100
+
+
+class CrashAfterDatabaseCommit(LedgerConsumer):
+    """Dies right after its first batch commits to PostgreSQL: no reply sent, no offset commit."""
+
+    crashed = asyncio.Event()
+
+    async def _apply_fresh(self, fresh: Any) -> Any:
+        if self.crashed.is_set():
+            raise RuntimeError("dead")  # a dead process applies nothing more
+        await super()._apply_fresh(fresh)
+        self.crashed.set()
+        raise RuntimeError("killed between the database commit and everything after it")
+
+
+async def test_a_crash_after_the_database_commit_loses_no_reply_and_applies_nothing_twice(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    account = f"crash-{uuid.uuid4().hex[:6]}"
+    opened = command(account, "open_account", plan="pro")
+    spends = [command(account, "consume", action="lookup", quantity=1) for _ in range(20)]
+    for body in [opened, *spends]:
+        await send(kafka, topics, body)
+    first = await start_ledger(CrashAfterDatabaseCommit)
+    async with asyncio.timeout(30):
+        await CrashAfterDatabaseCommit.crashed.wait()
+    await first.close()
+    applied_before_restart = len(stored_events(topics, account))
+    assert applied_before_restart > 0, "the first batch was committed to PostgreSQL"
+
+    second = await start_ledger()
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=21))
+
+    assert set(replies) == {opened["command_id"], *(s["command_id"] for s in spends)}
+    for body in [opened, *spends]:
+        assert {r["status"] for r in replies[body["command_id"]]} == {"accepted"}
+    events = stored_events(topics, account)
+    assert sum(isinstance(e, Account.Consumed) for e in events) == 20
+    assert sum(isinstance(e, Account.Opened) for e in events) == 1
+    # The records the first consumer applied came again and were answered from stored replies.
+    assert second.consumer.state.replies_resent >= 1
+    assert sum(second.consumer.state.commands_by_status.values()) < 21
