@@ -1,0 +1,140 @@
+"""The outbox relay publishes every ledger event to Kafka as a CloudEvent, once after dedupe."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics, delete_topics
+from infra.settings import Settings, Topic
+from services.ledger.application import LedgerApplication
+from services.ledger.service import LedgerService, SystemClock
+from services.relay.relay import OutboxRelay
+from tests.kafka_client import KafkaTestClient
+
+pytestmark = pytest.mark.integration
+
+DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
+
+
+@pytest.fixture
+async def own(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
+    """Topics and a database of this test's own: the relay reads the whole notification log."""
+    suffix = uuid.uuid4().hex[:6]
+    mine = settings.model_copy(
+        update={
+            "topic_prefix": f"{settings.topic_prefix}{suffix}.",
+            "pg_database": f"{settings.pg_database}_{suffix}",
+        }
+    )
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(mine.pg_database)))
+    await create_topics(mine)
+    yield mine
+    await delete_topics(mine, mine.all_topics())
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(mine.pg_database))
+        )
+
+
+def write_history(settings: Settings, accounts: int, spends: int) -> int:
+    app = LedgerApplication(env=event_store_env(settings))
+    service = LedgerService(app, DEMO, SystemClock())
+    commands: list[dict[str, Any]] = []
+    for n in range(accounts):
+        account = f"relay-{n}"
+        commands.append(
+            {"type": "open_account", "command_id": f"o{n}", "account_id": account, "plan": "pro"}
+        )
+        commands += [
+            {
+                "type": "consume",
+                "command_id": f"c{n}-{i}",
+                "account_id": account,
+                "action": "lookup",
+            }
+            for i in range(spends)
+        ]
+    replies = service.handle_many(commands)
+    assert {r.status for r in replies} == {"accepted"}
+    total = app.recorder.max_notification_id() or 0
+    app.close()
+    return total
+
+
+class KilledAfterPublishing(OutboxRelay):
+    """Dies once after publishing a batch and before saving its position."""
+
+    kills = 0
+
+    async def save_position(self, position: int) -> None:
+        if KilledAfterPublishing.kills == 0 and self.state.published >= 1:
+            KilledAfterPublishing.kills += 1
+            raise asyncio.CancelledError("killed between publishing and saving the position")
+        await super().save_position(position)
+
+
+async def run_until(relay: OutboxRelay, position: int) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        async with asyncio.timeout(60):
+            while relay.state.position < position:
+                if task.done():
+                    task.result()
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait([task], timeout=30)
+
+
+async def test_relay_killed_mid_stream_then_restarted_delivers_every_event_once_in_order(
+    own: Settings, kafka: KafkaTestClient
+) -> None:
+    total = await asyncio.to_thread(write_history, own, 12, 60)
+    assert total > 500, "more than one batch, so the kill lands mid-stream"
+
+    first_app = LedgerApplication(env=event_store_env(own))
+    killed = KilledAfterPublishing(own, first_app)
+    with pytest.raises(asyncio.CancelledError):
+        await run_until(killed, total)
+    assert killed.state.published >= 1 and killed.state.position < total
+    first_app.close()
+
+    second_app = LedgerApplication(env=event_store_env(own))
+    await run_until(OutboxRelay(own, second_app), total)
+    second_app.close()
+
+    received = await kafka.read(own.topic(Topic.EVENTS), count=total + killed.state.published)
+    deduped: dict[str, dict[str, Any]] = {}
+    per_account: dict[str, list[int]] = {}
+    for message in sorted(received, key=lambda m: (m.partition, m.offset)):
+        event = json.loads(message.value or b"")
+        assert message.key == event["subject"].encode()
+        assert dict(message.headers)["content-type"].startswith(b"application/cloudevents+json")
+        if event["id"] in deduped:
+            assert deduped[event["id"]] == event, "a redelivery is the same event"
+            continue
+        deduped[event["id"]] = event
+        per_account.setdefault(event["subject"], []).append(event["sequence"])
+
+    assert len(deduped) == total
+    assert len(received) > total, "the killed batch really was published twice"
+    for sequences in per_account.values():
+        assert sequences == list(range(1, len(sequences) + 1)), "stream order per account"
+    sample = next(e for e in deduped.values() if e["type"] == "credits.consumed")
+    assert sample["specversion"] == "1.0" and sample["source"] == "credits"
+    assert sample["id"] == f"{sample['subject']}:{sample['sequence']}"
+    assert sample["data"]["amount"] == 1
