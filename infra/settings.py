@@ -53,6 +53,24 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
 
+    # Catalog (TOML) the service prices with; see docs/DOMAIN.md for its format.
+    catalog_path: Path = PROJECT_DIR / "domain" / "catalogs" / "demo.toml"
+
+    # Stripe (docs/PAYMENTS.md). The API key may be a restricted key with write access to
+    # PaymentIntents and Checkout Sessions and read access to Customers, Refunds, Disputes.
+    stripe_api_key: str = "sk_test_local"
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_timeout_seconds: float = Field(default=10.0, gt=0, le=80)
+    # Webhook signing secrets, comma-separated: during a rotation both the old and new one.
+    # Empty: every webhook is refused (signatures are never skipped).
+    stripe_webhook_secrets: str = ""
+    stripe_webhook_tolerance_seconds: int = Field(default=300, ge=1, le=3600)
+    webhook_max_body_bytes: int = Field(default=256 * 1024, ge=1024, le=16 * 1024 * 1024)
+    checkout_success_url: str = "http://127.0.0.1:8080/?checkout=success"
+    checkout_cancel_url: str = "http://127.0.0.1:8080/?checkout=cancel"
+    # The plan an account moves to when its Stripe subscription ends (cancel keeps purchases).
+    payments_cancel_plan: str = Field(default="free", pattern=r"^[a-z][a-z0-9_]{0,63}$")
+
     # Logs: "json" for machines, "console" for people.
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
@@ -69,6 +87,9 @@ class Settings(BaseSettings):
             host, _, port = item.strip().rpartition(":")
             servers.append((host, int(port)))
         return servers
+
+    def stripe_webhook_secret_list(self) -> list[str]:
+        return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
 
     def pg_dsn(self, database: str | None = None) -> str:
         return (

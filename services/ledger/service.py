@@ -11,7 +11,7 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from copy import deepcopy
 from dataclasses import dataclass, field
@@ -83,7 +83,7 @@ class LedgerService:
 
     def handle_many(
         self,
-        commands: list[bytes | str | dict[str, Any] | Command],
+        commands: Sequence[bytes | str | dict[str, Any] | Command],
         *,
         save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None = None,
         **save_kwargs: Any,
