@@ -105,7 +105,7 @@ def by_correlation(replies: list[Received]) -> dict[str, list[dict[str, Any]]]:
 def stored_events(settings: Settings, account_id: str) -> list[Account.Event]:
     reader = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_MAXSIZE": "0"})
     try:
-        return list(reader.events.get(account_id))
+        return [e for e in reader.events.get(account_id) if isinstance(e, Account.Event)]
     finally:
         reader.close()
 
