@@ -439,6 +439,21 @@ class Account(BaseAggregate[str]):
         """Σ remaining of the lots: with holds and debts, it reconciles with `available`."""
         return sum(lot.remaining for lot in self._lots_of(credit_type))
 
+    def next_due_at(self) -> datetime | None:
+        """When time alone next changes this account: a hold or lot expiring, a period ending,
+        a scheduled plan change. The scheduler sends an `expire` command at that moment; a
+        command arriving earlier catches up the same way, so a late scheduler loses nothing."""
+        due = [hold.expires_at for hold in self.holds.values()]
+        due += [allocation.period_end for allocation in self.allocations.values()]
+        due += [
+            lot.expires_at
+            for lot in self.lots.values()
+            if not lot.closed and lot.expires_at is not None
+        ]
+        if self.scheduled_plan is not None:
+            due.append(self.scheduled_plan["effective_at"])
+        return min(due, default=None)
+
     def balances(self, catalog: Catalog) -> dict[str, dict[str, Any]]:
         result: dict[str, dict[str, Any]] = {}
         for credit_type in catalog.credit_types:

@@ -71,3 +71,17 @@ def test_snapshots_reload_the_same_account(make_ledger):
     from eventsourcing.application import project_aggregate
 
     assert ledger.account() == project_aggregate(None, ledger.app.events.get("acct"))
+
+
+def test_the_next_due_time_is_the_earliest_hold_lot_or_period_end(ledger):
+    ledger.ok("open_account", plan="free")
+    opened_at = ledger.clock.now()
+    # Free: daily credits end at the next midnight UTC (before the 14-day trial expires).
+    next_midnight = datetime(opened_at.year, opened_at.month, opened_at.day, tzinfo=UTC)
+    assert ledger.account().next_due_at() == next_midnight + timedelta(days=1)
+
+    ledger.ok("reserve", hold_id="h", action="lookup", ttl_seconds=60)
+
+    assert ledger.account().next_due_at() == opened_at + timedelta(seconds=60)
+    ledger.ok("release", hold_id="h")
+    assert ledger.account().next_due_at() == next_midnight + timedelta(days=1)
