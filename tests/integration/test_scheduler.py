@@ -43,7 +43,8 @@ async def test_an_expired_hold_returns_its_credits_once_with_two_schedulers_runn
     ledger = LedgerConsumer(topics, LedgerService(apps[0], DEMO, SystemClock()))
     schedulers = [Scheduler(topics, app, SystemClock()) for app in apps[1:]]
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(c.run(stop)) for c in [ledger, *schedulers]]
+    tasks = [asyncio.create_task(ledger.run(stop))]
+    tasks += [asyncio.create_task(scheduler.run(stop)) for scheduler in schedulers]
     account = f"sched-{uuid.uuid4().hex[:6]}"
     try:
         async with asyncio.timeout(30):
@@ -77,7 +78,8 @@ async def test_an_expired_hold_returns_its_credits_once_with_two_schedulers_runn
     events = list(reader.events.get(account))
     expired = [e for e in events if isinstance(e, Account.HoldExpired)]
     assert len(expired) == 1
-    balances = reader.repository.get(account).balances(DEMO)["credits"]
+    stored: Account = reader.repository.get(account)
+    balances = stored.balances(DEMO)["credits"]
     assert balances["held"] == 0
     assert balances["available"] == held["available"] + held["held"]
     assert sum(s.state.fired for s in schedulers) >= 1
