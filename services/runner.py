@@ -15,8 +15,15 @@ from typing import Any
 import structlog
 import uvicorn
 
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
 from infra.settings import Settings
 from services.api.app import create_app
+from services.ledger.application import LedgerApplication
+from services.ledger.consumer import LedgerConsumer
+from services.ledger.service import LedgerService, SystemClock
+from services.relay.relay import OutboxRelay
+from services.scheduler.scheduler import Scheduler
 
 Component = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -55,8 +62,36 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
         raise RuntimeError(f"the API could not listen on {settings.http_host}:{settings.http_port}")
 
 
+async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
+    app = LedgerApplication(env=event_store_env(settings))
+    try:
+        service = LedgerService(app, load_catalog(settings.catalog_path), SystemClock())
+        await LedgerConsumer(settings, service).run(stop)
+    finally:
+        app.close()
+
+
+async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
+    app = LedgerApplication(env=event_store_env(settings))
+    try:
+        await OutboxRelay(settings, app).run(stop)
+    finally:
+        app.close()
+
+
+async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
+    app = LedgerApplication(env=event_store_env(settings))
+    try:
+        await Scheduler(settings, app, SystemClock()).run(stop)
+    finally:
+        app.close()
+
+
 COMPONENTS: dict[str, Component] = {
     "api": run_api,
+    "ledger": run_ledger,
+    "relay": run_relay,
+    "scheduler": run_scheduler,
 }
 
 

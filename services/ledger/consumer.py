@@ -37,6 +37,8 @@ from infra.event_store import (
     KafkaPositionConflict,
     StoredReply,
 )
+from infra.metrics import COMMANDS, DLQ_MESSAGES
+from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
 from services.ledger.service import LedgerService
@@ -131,16 +133,21 @@ class LedgerConsumer:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._set_ready(False, "starting")
         await self._producer.start()
         try:
             await self.broker.start()
-            self.state.ready, self.state.reason = True, "consuming"
+            self._set_ready(True, "consuming")
             log.info("consuming", topic=self.commands_topic, group=self.consumer_group)
             await stop.wait()
         finally:
-            self.state.ready, self.state.reason = False, "stopped"
+            self._set_ready(False, "stopped")
             await self.broker.stop()
             await self._producer.stop()
+
+    def _set_ready(self, ready: bool, reason: str) -> None:
+        self.state.ready, self.state.reason = ready, reason
+        READINESS.report("ledger", ready=ready, detail=reason)
 
     @property
     def _consumer(self) -> AIOKafkaConsumer:
@@ -218,7 +225,7 @@ class LedgerConsumer:
         )
         for position in positions:
             self._positions[position.partition] = position.next_offset
-        self._count(replies, len(poisons))
+        self._count(replies, poisons)
         # Sent with their positions now; a resend after a crash carries the stored copy.
         return self._stored_replies(commands, replies, poisons)
 
@@ -387,22 +394,20 @@ class LedgerConsumer:
         self._halted = reason
         self._rewind(records)
         self._consumer.pause(*self._consumer.assignment())
-        self.state.ready, self.state.reason = False, f"halted: {reason}"
+        self._set_ready(False, f"halted: {reason}")
         log.error(
             "consumption stopped; nothing was skipped. Fix the cause, then restart the ledger",
             reason=reason,
         )
 
-    def _count(self, replies: list[Reply], poisons: int) -> None:
-        for reply in replies:
-            self.state.commands_by_status[reply.status] = (
-                self.state.commands_by_status.get(reply.status, 0) + 1
-            )
-        if poisons:
-            self.state.commands_by_status["rejected"] = (
-                self.state.commands_by_status.get("rejected", 0) + poisons
-            )
-            self.state.dlq_records += poisons
+    def _count(self, replies: list[Reply], poisons: list[Poison]) -> None:
+        statuses = [reply.status for reply in replies] + ["rejected"] * len(poisons)
+        for status in statuses:
+            self.state.commands_by_status[status] = self.state.commands_by_status.get(status, 0) + 1
+            COMMANDS.labels(status=status, via="kafka").inc()
+        for poison in poisons:
+            DLQ_MESSAGES.labels(code=poison.dlq_code).inc()
+        self.state.dlq_records += len(poisons)
 
 
 class _PositionListener(ConsumerRebalanceListener):
