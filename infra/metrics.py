@@ -1,0 +1,36 @@
+"""Prometheus metrics every component shares (one registry per process, served by `/metrics`).
+
+Others increment these: the API and the Kafka ledger consumer count commands by reply status,
+the consumer counts what it sends to the DLQ, the projector sets its lag.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+COMMANDS = Counter(
+    "credits_commands",
+    "Commands handled, by reply status (accepted, rejected, duplicate) and entry point.",
+    ["status", "via"],
+    registry=REGISTRY,
+)
+DLQ_MESSAGES = Counter(
+    "credits_dlq_messages",
+    "Messages sent to the dead-letter topic, by error code.",
+    ["code"],
+    registry=REGISTRY,
+)
+PROJECTION_LAG = Gauge(
+    "credits_projection_lag_events",
+    "Events in the store not yet applied to a read model (max notification id - position).",
+    ["projection"],
+    registry=REGISTRY,
+)
+PROJECTION_POSITION = Gauge(
+    "credits_projection_position",
+    "Notification id a read model has applied up to.",
+    ["projection"],
+    registry=REGISTRY,
+)
