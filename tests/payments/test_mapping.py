@@ -1,0 +1,242 @@
+"""Stripe events → commands: the pure mapping, checked against the ledger that applies them."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+
+from domain.commands import parse_command
+from services.payments import mapping as m
+from services.payments import refunds
+from services.payments.errors import BadInput
+from services.payments.metadata import PaymentMetadata
+from tests.payments.conftest import MemoryLedger
+
+PACK = PaymentMetadata("acct-1", "pack", "credits", 200, pack="credits_200")
+
+
+def intent(meta: PaymentMetadata | None = PACK, **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "pi_1",
+        "object": "payment_intent",
+        "amount": 599,
+        "currency": "usd",
+        "customer": "cus_1",
+        "status": "succeeded",
+        "metadata": meta.to_stripe() if meta else {},
+        **fields,
+    }
+
+
+def session(**fields: Any) -> dict[str, Any]:
+    return {
+        "id": "cs_1",
+        "object": "checkout.session",
+        "mode": "payment",
+        "payment_status": "paid",
+        "payment_intent": "pi_1",
+        "customer": "cus_1",
+        "amount_total": 599,
+        "currency": "usd",
+        "metadata": PACK.to_stripe(),
+        **fields,
+    }
+
+
+def refund(refund_id: str, amount: int, created: int, status: str = "succeeded") -> dict[str, Any]:
+    return {"id": refund_id, "amount": amount, "created": created, "status": status}
+
+
+def test_a_paid_checkout_session_purchases_the_pack_with_an_id_from_its_payment_intent() -> None:
+    outcome = m.checkout_session_paid(session())
+    assert outcome.commands == (
+        {
+            "type": "purchase",
+            "command_id": "stripe:pi_1:purchase",
+            "account_id": "acct-1",
+            "payment_reference": "pi_1",
+            "amount_paid": 599,
+            "currency": "usd",
+            "pack": "credits_200",
+        },
+    )
+    assert outcome.link == ("acct-1", "cus_1")
+    parse_command(outcome.commands[0])
+
+
+def test_the_session_and_its_payment_intent_give_the_very_same_purchase() -> None:
+    # Either event may come first, or both: the ledger's receipt dedupes the second.
+    assert (
+        m.checkout_session_paid(session()).commands == m.payment_intent_succeeded(intent()).commands
+    )
+
+
+def test_an_unpaid_session_waits_for_async_payment_and_foreign_sessions_are_ignored() -> None:
+    assert m.checkout_session_paid(session(payment_status="unpaid")).commands == ()
+    assert m.checkout_session_paid(session(metadata={"order": "x"})).note == "not_ours"
+    assert m.checkout_session_paid(session(mode="subscription")).commands == ()
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"credits_kind": "gift"},
+        {**PACK.to_stripe(), "credits_account_id": "bad id with spaces"},
+        {**PACK.to_stripe(), "credits_amount": "1.5"},
+        {**PACK.to_stripe(), "credits_amount": "-3"},
+        {**PACK.to_stripe(), "credits_pack": None},
+    ],
+)
+def test_our_metadata_is_validated(metadata: dict[str, Any]) -> None:
+    with pytest.raises(BadInput) as e:
+        m.checkout_session_paid(session(metadata=metadata))
+    assert e.value.code == "invalid_metadata"
+
+
+def test_a_float_amount_is_refused() -> None:
+    with pytest.raises(BadInput):
+        m.checkout_session_paid(session(amount_total=5.99))
+
+
+def test_a_top_up_payment_intent_settles_its_top_up() -> None:
+    meta = PaymentMetadata("acct-1", "top_up", "api_calls", 500, top_up_id="tu-3")
+    (command,) = m.payment_intent_succeeded(intent(meta, amount=500)).commands
+    assert command["top_up_id"] == "tu-3"
+    assert command["credit_type"] == "api_calls" and command["amount"] == 500
+    parse_command(command)
+
+
+def test_a_failed_top_up_fails_with_its_recovery_url_and_other_failures_do_nothing() -> None:
+    meta = PaymentMetadata("acct-1", "top_up", "api_calls", 500, top_up_id="tu-3")
+    failed = intent(
+        meta,
+        status="requires_payment_method",
+        last_payment_error={"code": "card_declined", "message": "Your card was declined."},
+    )
+    (command,) = m.payment_intent_failed(failed, "https://checkout.stripe.test/c/pay/cs_9").commands
+    assert command == {
+        "type": "fail_top_up",
+        "command_id": "stripe:pi_1:fail_top_up",
+        "account_id": "acct-1",
+        "top_up_id": "tu-3",
+        "reason": "card_declined: Your card was declined.",
+        "recovery_url": "https://checkout.stripe.test/c/pay/cs_9",
+    }
+    parse_command(command)
+    assert m.payment_intent_failed(intent(), None).commands == ()
+
+
+def test_a_paid_subscription_cycle_renews_the_period_its_line_starts() -> None:
+    invoice = {
+        "id": "in_1",
+        "billing_reason": "subscription_cycle",
+        "period_start": 1704067200,  # the previous period, as Stripe sends it
+        "period_end": 1706745600,
+        "lines": {"data": [{"period": {"start": 1706745600, "end": 1709251200}}]},
+        "parent": {"subscription_details": {"metadata": {"credits_account_id": "acct-1"}}},
+    }
+    (command,) = m.invoice_paid(invoice).commands
+    assert command == {
+        "type": "renew",
+        "command_id": "stripe:in_1:renew",
+        "account_id": "acct-1",
+        "period_id": "2024-02-01",
+    }
+    assert m.invoice_paid({**invoice, "billing_reason": "subscription_create"}).commands == ()
+
+
+def test_subscription_changes_move_the_plan_and_an_ended_one_goes_to_the_cancel_plan() -> None:
+    subscription = {
+        "id": "sub_1",
+        "status": "active",
+        "metadata": {"credits_account_id": "acct-1", "credits_plan": "plus"},
+    }
+    (updated,) = m.subscription_changed(
+        "evt_1", subscription, deleted=False, cancel_plan="free"
+    ).commands
+    assert (updated["plan"], updated["command_id"]) == ("plus", "stripe:evt_1:change_plan")
+    (deleted,) = m.subscription_changed(
+        "evt_2", {**subscription, "status": "canceled"}, deleted=True, cancel_plan="free"
+    ).commands
+    assert deleted["plan"] == "free"
+    past_due = {**subscription, "status": "past_due"}
+    assert (
+        m.subscription_changed("evt_3", past_due, deleted=False, cancel_plan="free").commands == ()
+    )
+
+
+def test_partial_refunds_revoke_their_share_and_the_last_one_all_that_is_left() -> None:
+    refund_list = [refund("re_a", 100, 1), refund("re_b", 200, 2), refund("re_c", 299, 3)]
+    commands = refunds.refunded(intent(), refund_list).commands
+    assert commands[0]["type"] == "purchase"  # first, in case the purchase was never seen
+    revokes = [(c["command_id"], c.get("amount")) for c in commands[1:]]
+    # 200 credits for 599: floor(200*100/599) = 33, floor(200*300/599) - 33 = 67, the rest.
+    assert revokes == [
+        ("stripe:re_a:revoke", 33),
+        ("stripe:re_b:revoke", 67),
+        ("stripe:re_c:revoke", None),
+    ]
+
+
+def test_a_refund_command_does_not_depend_on_which_event_or_order_brought_it() -> None:
+    refund_list = [refund("re_a", 100, 1), refund("re_b", 200, 2), refund("re_x", 50, 3, "failed")]
+    expected = refunds.refunded(intent(), refund_list).commands
+    for shuffled in itertools.permutations(refund_list):
+        assert refunds.refunded(intent(), list(shuffled)).commands == expected
+    # An earlier charge.refunded (only re_a existed then) gives re_a the same command.
+    assert refunds.refunded(intent(), refund_list[:1]).commands == expected[:2]
+    assert "stripe:re_x:revoke" not in [c["command_id"] for c in expected]
+
+
+def test_a_dispute_revokes_all_left_or_its_share() -> None:
+    whole = refunds.disputed(intent(), {"id": "dp_1", "amount": 599}).commands
+    assert whole[1] == {
+        "type": "revoke",
+        "command_id": "stripe:dp_1:revoke",
+        "account_id": "acct-1",
+        "payment_reference": "pi_1",
+        "reason": "chargeback",
+    }
+    part = refunds.disputed(intent(), {"id": "dp_2", "amount": 300}).commands
+    assert part[1]["amount"] == 100
+
+
+def _plus_ledger() -> MemoryLedger:
+    ledger = MemoryLedger("seed_002_plus_credits.toml")
+    ledger.ok("open_account", "acct-1", "open", plan="plus")
+    return ledger
+
+
+def test_in_order_duplicated_and_refund_first_deliveries_all_converge() -> None:
+    purchase = m.checkout_session_paid(session()).commands
+    refund_list = [refund("re_a", 100, 1)]
+    refunded = refunds.refunded(intent(), refund_list).commands
+    full = refunds.refunded(intent(), [*refund_list, refund("re_b", 499, 2)]).commands
+
+    results = []
+    for order in (
+        [purchase, refunded, full],  # as it happened
+        [refunded, purchase, full, purchase, refunded],  # refund first, then duplicates
+        [full, refunded, purchase],  # everything late and backwards
+    ):
+        ledger = _plus_ledger()
+        for commands in order:
+            for reply in ledger.apply(list(commands)):
+                assert reply.status in ("accepted", "duplicate"), reply.error
+        lots = [lot for lot in ledger.account("acct-1").lots.values() if lot.source == "purchase"]
+        results.append(
+            (ledger.available("acct-1", "credits"), [(lot.amount, lot.revoked) for lot in lots])
+        )
+    assert results[0] == (300, [(200, 200)])
+    assert results[1] == results[0] and results[2] == results[0]
+
+
+def test_a_partial_refund_revokes_exactly_its_share_in_the_ledger() -> None:
+    ledger = _plus_ledger()
+    ledger.apply(list(m.checkout_session_paid(session()).commands))
+    assert ledger.available("acct-1", "credits") == 500
+    replies = ledger.apply(list(refunds.refunded(intent(), [refund("re_a", 100, 1)]).commands))
+    assert [r.status for r in replies] == ["duplicate", "accepted"]
+    assert ledger.available("acct-1", "credits") == 500 - 33
