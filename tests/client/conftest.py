@@ -1,0 +1,133 @@
+"""Fixtures for the client's tests: topics of a module's own, a real ledger, clients.
+
+`RunningLedger` mirrors tests/integration/test_ledger_kafka.py (that file is not ours to edit
+or import fixtures from): a `LedgerConsumer` on the real Kafka and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics, delete_topics
+from infra.settings import Settings
+from services.client import CreditsClient
+from services.client.transport import ReplyRecord
+from services.ledger.application import LedgerApplication
+from services.ledger.consumer import LedgerConsumer
+from services.ledger.service import LedgerService, SystemClock
+
+DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
+# Every client call in these tests ends within this; the ledger answers in milliseconds.
+CALL_TIMEOUT_SECONDS = 10.0
+
+
+async def own_topics(settings: Settings) -> Settings:
+    """Settings with topics of their own, so no other test's records are consumed."""
+    own = settings.model_copy(
+        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
+    )
+    await create_topics(own)
+    return own
+
+
+@pytest.fixture(scope="module")
+async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
+    own = await own_topics(settings)
+    yield own
+    await delete_topics(own, own.all_topics())
+
+
+class RunningLedger:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.topic_prefix, "tests run on their own topics"
+        self.app = LedgerApplication(env=event_store_env(settings))
+        self.service = LedgerService(self.app, DEMO, SystemClock())
+        self.consumer = LedgerConsumer(settings, self.service)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.consumer.run(self.stop))
+        async with asyncio.timeout(30):
+            while not self.consumer.state.ready:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=30)
+        self.app.close()
+
+
+@pytest.fixture(scope="module")
+async def ledger(topics: Settings) -> AsyncIterator[RunningLedger]:
+    """One ledger per module: starting a consumer group costs seconds, a test milliseconds."""
+    running = RunningLedger(topics)
+    await running.start()
+    yield running
+    await running.close()
+
+
+ClientFactory = Callable[..., Awaitable[CreditsClient]]
+
+
+@pytest.fixture
+async def make_client(topics: Settings) -> AsyncIterator[ClientFactory]:
+    """Started clients on this module's topics; each deletes its own reply topic at the end."""
+    started: list[CreditsClient] = []
+
+    async def make(settings: Settings | None = None, **options: Any) -> CreditsClient:
+        options.setdefault("client_id", f"test-{uuid.uuid4().hex[:8]}")
+        options.setdefault("timeout_seconds", CALL_TIMEOUT_SECONDS)
+        options.setdefault("delete_reply_topic_on_stop", options.get("reply_topic") is None)
+        client = CreditsClient(settings or topics, **options)
+        await client.start()
+        started.append(client)
+        return client
+
+    yield make
+    for client in started:
+        await client.stop()
+
+
+def account(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class InMemoryLedgerWire:
+    """Stands in for Kafka and the ledger consumer in unit tests: what the client would put
+    on the wire is recorded, and answered by the real service on the in-memory store."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self.clock = clock or SystemClock()
+        self.app = LedgerApplication(env={"PERSISTENCE_MODULE": "infra.memory_store"})
+        self.service = LedgerService(self.app, DEMO, self.clock)
+        self.sent: list[tuple[bytes, bytes]] = []
+        self.replies: list[bytes] = []
+
+    async def request(
+        self, *, key: bytes, value: bytes, timeout_seconds: float
+    ) -> tuple[str, ReplyRecord | None]:
+        self.sent.append((key, value))
+        reply = self.service.handle(value).model_dump_json().encode()
+        self.replies.append(reply)
+        correlation_id = uuid.uuid4().hex
+        return correlation_id, ReplyRecord(correlation_id=correlation_id, value=reply)
+
+
+@pytest.fixture
+async def offline() -> AsyncIterator[tuple[CreditsClient, InMemoryLedgerWire]]:
+    """A client (never started) whose calls go to an in-memory ledger instead of Kafka."""
+    client = CreditsClient(Settings(), client_id="offline", timeout_seconds=1)
+    wire = InMemoryLedgerWire()
+    client._transport.request = wire.request  # type: ignore[method-assign]
+    yield client, wire
+    wire.app.close()
