@@ -81,7 +81,7 @@ class LedgerConsumer:
         settings: Settings,
         service: LedgerService,
         *,
-        consumer_group: str = CONSUMER_GROUP,
+        consumer_group: str | None = None,
         max_batch_records: int = MAX_BATCH_RECORDS,
     ) -> None:
         assert 1 <= max_batch_records <= 1000
@@ -90,7 +90,9 @@ class LedgerConsumer:
         self.settings = settings
         self.service = service
         self.recorder = recorder
-        self.consumer_group = consumer_group
+        # Prefixed like the topics: a group is one coordinator-wide name, and members of other
+        # deployments (staging, test runs) sharing it would rebalance each other for nothing.
+        self.consumer_group = consumer_group or f"{settings.topic_prefix}{CONSUMER_GROUP}"
         self.commands_topic = settings.topic(Topic.COMMANDS)
         self.default_reply_topic = settings.topic(Topic.REPLIES)
         self.dlq_topic = settings.topic(Topic.DLQ)
@@ -117,7 +119,7 @@ class LedgerConsumer:
         )
         self._subscriber = self.broker.subscriber(
             self.commands_topic,
-            group_id=consumer_group,
+            group_id=self.consumer_group,
             batch=True,
             max_records=max_batch_records,
             batch_timeout_ms=POLL_TIMEOUT_MS,
