@@ -30,6 +30,8 @@ from domain.periods import Period, PeriodKind, calendar_month, period_containing
 
 # Closed hold ids remembered to tell `hold_expired` from `hold_not_found`; the oldest go first.
 CLOSED_HOLDS_REMEMBERED = 1000
+# Failed top-ups that a payment through their recovery URL may still settle.
+FAILED_TOP_UPS_REMEMBERED = 100
 
 E = TypeVar("E", bound="Account.Event")
 
@@ -351,7 +353,9 @@ class Account(BaseAggregate[str]):
         lot_id: str
 
         def evolve(self, account: Account) -> None:
-            del account.pending_top_ups[self.top_up_id]
+            # Settled from pending, or recovered after it failed (paid through recovery_url).
+            if account.pending_top_ups.pop(self.top_up_id, None) is None:
+                del account.failed_top_ups[self.top_up_id]
 
     @dataclass(frozen=True)
     class TopUpFailed(Event):
@@ -362,7 +366,11 @@ class Account(BaseAggregate[str]):
         recovery_url: str | None
 
         def evolve(self, account: Account) -> None:
-            del account.pending_top_ups[self.top_up_id]
+            # Kept so that paying through the recovery URL (a Checkout Session carrying this
+            # top_up_id) still settles it; the oldest are forgotten first.
+            account.failed_top_ups[self.top_up_id] = account.pending_top_ups.pop(self.top_up_id)
+            while len(account.failed_top_ups) > FAILED_TOP_UPS_REMEMBERED:
+                del account.failed_top_ups[next(iter(account.failed_top_ups))]
 
     @dataclass(frozen=True)
     class PlanChangeScheduled(Event):
@@ -420,6 +428,7 @@ class Account(BaseAggregate[str]):
         self.resource_usage: dict[str, int] = {}
         self.top_up_settings: dict[str, dict[str, Any]] = {}
         self.pending_top_ups: dict[str, dict[str, Any]] = {}
+        self.failed_top_ups: dict[str, dict[str, Any]] = {}
         self.auto_top_ups: dict[str, dict[str, Any]] = {}
         self.top_up_seq = 0
         self.scheduled_plan: dict[str, Any] | None = None
@@ -691,7 +700,7 @@ class Account(BaseAggregate[str]):
                 assert credit_type is not None
                 ct, credits = credit_type, self._price_top_up(top_up_id, credit_type, amount)
                 source = "top_up"
-                _expect_payment(self.pending_top_ups[top_up_id], amount_paid, currency)
+                _expect_payment(self._open_top_up(top_up_id), amount_paid, currency)
             else:
                 assert credit_type is not None
                 ct = credit_type
@@ -1141,8 +1150,12 @@ class Account(BaseAggregate[str]):
             expires_at = ctx.now + timedelta(days=pack.expires_after_days)
         return pack.credit_type, pack.amount, expires_at
 
+    def _open_top_up(self, top_up_id: str) -> dict[str, Any]:
+        """A top-up awaiting payment: requested, or failed and recoverable."""
+        return self.pending_top_ups.get(top_up_id) or self.failed_top_ups[top_up_id]
+
     def _price_top_up(self, top_up_id: str, credit_type: str, amount: int | None) -> int:
-        pending = self.pending_top_ups.get(top_up_id)
+        pending = self.pending_top_ups.get(top_up_id) or self.failed_top_ups.get(top_up_id)
         if pending is None or pending["credit_type"] != credit_type:
             raise LedgerError(
                 ErrorCode.invalid_command, f"no pending {credit_type} top-up {top_up_id!r}"

@@ -85,12 +85,32 @@ def test_a_failed_top_up_is_recorded_with_a_recovery_url(ledger):
     (failed,) = ledger.only(ledger.events(), Account.TopUpFailed)
     assert cloud_event_type(failed) == "credits.top_up_failed"
     assert event_data(failed)["recovery_url"] == "https://example.com/billing/credits"
+
+
+def test_paying_through_the_recovery_url_settles_the_failed_top_up_once(ledger):
+    ledger.ok("open_account", plan="pro")
+    ledger.ok("request_top_up", credit_type="api_calls", amount=100)
+    ledger.ok("fail_top_up", top_up_id="tu-1", reason="card_declined")
+    before = ledger.available("api_calls")
+
+    reply = ledger.ok(
+        "purchase",
+        credit_type="api_calls",
+        top_up_id="tu-1",
+        payment_reference="cs_recovery",
+        amount_paid=100,
+        currency="usd",
+    )
+
+    assert reply.balances["api_calls"].available == before + 100
+    (completed,) = ledger.only(ledger.events(), Account.TopUpCompleted)
+    assert (completed.top_up_id, completed.credits_added) == ("tu-1", 100)
     ledger.rejected(
         "purchase",
         "invalid_command",
         credit_type="api_calls",
         top_up_id="tu-1",
-        payment_reference="pi_1",
+        payment_reference="pi_again",
         amount_paid=100,
         currency="usd",
     )
