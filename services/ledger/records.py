@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 
 from domain.commands import MAX_COMMAND_BYTES, Command, parse_command
 from domain.errors import ErrorCode, LedgerError
@@ -15,6 +16,17 @@ from services.ledger.service import best_effort_ids
 
 # Kafka's own rule for topic names: a reply_to header naming anything else is ignored.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class DlqCode(StrEnum):
+    """The DLQ's `error.code` for a record that is not a command: finer than the reply's
+    `invalid_command`, so ops can tell a broken producer from a bad payload."""
+
+    OVERSIZED = "oversized"
+    UNDECODABLE = "undecodable"
+    INVALID_JSON = "invalid_json"
+    INVALID_COMMAND = "invalid_command"
+    WRONG_KEY = "wrong_key"
 
 
 @dataclass(frozen=True)
@@ -46,8 +58,7 @@ class Poison:
     """A record that is not a command. It goes to the DLQ; its sender may get a rejection."""
 
     record: CommandRecord
-    # The DLQ's `error.code`: finer than the reply's `invalid_command`, for ops.
-    dlq_code: str
+    dlq_code: DlqCode
     message: str
     reply: Reply | None
 
@@ -55,11 +66,12 @@ class Poison:
 def decode(record: CommandRecord) -> Decoded | Poison:
     value = record.value or b""
     if len(value) > MAX_COMMAND_BYTES:
-        return _poison(record, "oversized", f"{len(value)} bytes > {MAX_COMMAND_BYTES}", None)
+        message = f"{len(value)} bytes > {MAX_COMMAND_BYTES}"
+        return _poison(record, DlqCode.OVERSIZED, message, None)
     try:
         text = value.decode("utf-8")
     except UnicodeDecodeError as error:
-        return _poison(record, "undecodable", f"not UTF-8: {error.reason}", None)
+        return _poison(record, DlqCode.UNDECODABLE, f"not UTF-8: {error.reason}", None)
     try:
         command = parse_command(text)
     except LedgerError as error:
@@ -67,7 +79,7 @@ def decode(record: CommandRecord) -> Decoded | Poison:
     # Order per account holds only if every producer keys by account id (DESIGN §2.1).
     if record.key != command.account_id.encode():
         message = f"the record key must be the account id {command.account_id!r}"
-        return _poison(record, "wrong_key", message, text)
+        return _poison(record, DlqCode.WRONG_KEY, message, text)
     return Decoded(record=record, command=command)
 
 
@@ -83,13 +95,13 @@ def reply_topic(record: CommandRecord, default_topic: str) -> str:
     return default_topic
 
 
-def _dlq_code(error: LedgerError) -> str:
+def _dlq_code(error: LedgerError) -> DlqCode:
     if "Invalid JSON" in error.message:  # pydantic's wording for bytes that are not JSON
-        return "invalid_json"
-    return "invalid_command"
+        return DlqCode.INVALID_JSON
+    return DlqCode.INVALID_COMMAND
 
 
-def _poison(record: CommandRecord, dlq_code: str, message: str, text: str | None) -> Poison:
+def _poison(record: CommandRecord, dlq_code: DlqCode, message: str, text: str | None) -> Poison:
     ids = best_effort_ids(text) if text is not None else {}
     # A rejection is worth sending only if the sender can match it to what it sent.
     if "command_id" in ids or record.header("correlation_id") is not None:

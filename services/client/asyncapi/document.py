@@ -22,6 +22,7 @@ from services.client.asyncapi.cloud_events import (
     event_classes,
     type_name,
 )
+from services.ledger.records import DlqCode
 from services.relay.cloud_events import CONTENT_TYPE
 
 # The contract's version, not the code's: bump it when a channel, message or schema changes.
@@ -30,7 +31,7 @@ KAFKA_BINDING_VERSION = "0.5.0"
 REF = "#/components/schemas/{model}"
 # Kafka's own rule for topic names; the ledger ignores a `reply_to` that breaks it.
 TOPIC_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,249}$"
-DLQ_CODES = "oversized, undecodable, invalid_json, invalid_command, wrong_key"
+DLQ_CODES = ", ".join(DlqCode)
 
 
 def asyncapi_document() -> dict[str, Any]:

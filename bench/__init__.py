@@ -1,0 +1,1 @@
+"""`make bench`: throughput and latency on the local stack, beside the raw PostgreSQL ceiling."""

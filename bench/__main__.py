@@ -1,0 +1,81 @@
+"""`python -m bench` (`make bench`): every benchmark on the local stack, printed as one table.
+
+Runs in a database and topics of its own (dropped and recreated each run), so figures never
+include another run's data and the service's own database is untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import signal
+import sys
+import uuid
+
+import psycopg
+from psycopg import sql
+
+from bench.ledger_kafka import ledger_rows
+from bench.pgbench import pgbench_rows
+from bench.rows import BenchRow
+from infra.kafka_topics import create_topics, delete_topics
+from infra.settings import Settings
+
+BENCH_DATABASE = "credits_benchmark"
+
+
+def _recreate_database(settings: Settings) -> None:
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        name = sql.Identifier(BENCH_DATABASE)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def _print_table(rows: list[BenchRow]) -> None:
+    headers = ("benchmark", "value", "unit", "note")
+    cells = [(r.name, f"{r.value:,.1f}", r.unit, r.note) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
+    line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
+    print(line)
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for cell in cells:
+        print(
+            "| "
+            + " | ".join(
+                c.rjust(w) if i == 1 else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cell, widths, strict=True))
+            )
+            + " |"
+        )
+
+
+async def main() -> list[BenchRow]:
+    base = Settings()
+    settings = base.model_copy(
+        update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}."}
+    )
+    _recreate_database(base)
+    rows = await asyncio.to_thread(pgbench_rows, settings)
+    await create_topics(settings)
+    try:
+        rows += await ledger_rows(settings)
+    finally:
+        await delete_topics(settings, settings.all_topics())
+    # Benchmarks other issues add (e.g. projection rebuild), each `run(settings)` in its module.
+    for module_name in ("bench.rebuild",):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError:
+            continue
+        _recreate_database(base)
+        rows += await module.run(settings)
+    return rows
+
+
+if __name__ == "__main__":
+    # SIGTERM (make interrupted, a timeout) unwinds like Ctrl-C, so the ledger process it
+    # started is stopped too.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    table = asyncio.run(main())
+    _print_table(table)
+    sys.exit(0)

@@ -1,0 +1,244 @@
+"""End to end through Kafka: consume commands produced to `credits.commands` → replies received.
+
+The ledger runs as its own process (`credits run ledger`), as in production; this process only
+produces commands and reads replies, timing each by its correlation id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from bench.rows import BenchRow
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
+from infra.settings import PROJECT_DIR, Settings, Topic
+from services.ledger.application import LedgerApplication
+from services.ledger.service import LedgerService, SystemClock
+
+CATALOG_PATH = Path(__file__).with_name("catalog.toml")
+ACCOUNTS = 10_000
+ZIPF_EXPONENT = 1.1
+THROUGHPUT_COMMANDS = 20_000
+HOT_ACCOUNT_COMMANDS = 5_000
+FIXED_RATE_PER_SECOND = 500
+FIXED_RATE_SECONDS = 10
+REPLY_TIMEOUT_SECONDS = 180.0
+
+
+def _consume(account_id: str, command_id: str) -> bytes:
+    return json.dumps(
+        {"type": "consume", "command_id": command_id, "account_id": account_id, "action": "call"}
+    ).encode()
+
+
+def open_accounts(settings: Settings) -> None:
+    """Opens the accounts straight through the service: set-up, not what is measured."""
+    app = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_MAXSIZE": "0"})
+    service = LedgerService(app, load_catalog(CATALOG_PATH), SystemClock())
+    names = [f"acct-{n}" for n in range(ACCOUNTS)] + ["hot"]
+    for start in range(0, len(names), 1000):
+        replies = service.handle_many(
+            [
+                {
+                    "type": "open_account",
+                    "command_id": f"open-{n}",
+                    "account_id": n,
+                    "plan": "bench",
+                }
+                for n in names[start : start + 1000]
+            ]
+        )
+        assert {r.status for r in replies} == {"accepted"}, replies[0]
+    app.close()
+
+
+class Replies:
+    """Reads every reply from the end of the topic on; notes when each correlation id came."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.topic = settings.topic(Topic.REPLIES)
+        self.received_at: dict[str, float] = {}
+        self.statuses: dict[str, int] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self._consumer.start()
+        numbers: set[int] = set()
+        for _ in range(50):  # a topic created moments ago may not be in the metadata yet
+            numbers = self._consumer.partitions_for_topic(self.topic) or set()
+            if numbers:
+                break
+            await self._consumer.topics()  # refreshes the metadata
+            await asyncio.sleep(0.1)
+        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+        self._consumer.assign(partitions)
+        await self._consumer.seek_to_end(*partitions)
+        self._task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=100, max_records=5000)
+            now = time.perf_counter()
+            for records in batch.values():
+                for record in records:
+                    correlation_id = dict(record.headers).get("correlation_id", b"").decode()
+                    self.received_at.setdefault(correlation_id, now)
+                    status = json.loads(record.value or b"{}").get("status", "?")
+                    self.statuses[status] = self.statuses.get(status, 0) + 1
+
+    async def wait_for(self, correlation_ids: list[str]) -> None:
+        deadline = time.perf_counter() + REPLY_TIMEOUT_SECONDS
+        while any(c not in self.received_at for c in correlation_ids):
+            if time.perf_counter() > deadline:
+                missing = sum(c not in self.received_at for c in correlation_ids)
+                raise TimeoutError(f"{missing} replies missing after {REPLY_TIMEOUT_SECONDS}s")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._consumer.stop()
+
+
+async def _send(
+    producer: AIOKafkaProducer, topic: str, account_id: str, command_id: str
+) -> asyncio.Future[Any]:
+    return await producer.send(
+        topic,
+        value=_consume(account_id, command_id),
+        key=account_id.encode(),
+        headers=[("correlation_id", command_id.encode())],
+    )
+
+
+async def _flood(
+    producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str], label: str
+) -> float:
+    """Sends as fast as the producer takes them; commands per second until the last reply."""
+    ids = [f"{label}-{n}" for n in range(len(accounts))]
+    started = time.perf_counter()
+    futures = [await _send(producer, topic, a, c) for a, c in zip(accounts, ids, strict=True)]
+    await asyncio.gather(*futures)
+    await replies.wait_for(ids)
+    return len(ids) / (max(replies.received_at[c] for c in ids) - started)
+
+
+async def _fixed_rate(
+    producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str]
+) -> list[float]:
+    """Sends at a steady rate; returns each command's send → reply time in milliseconds."""
+    sent_at: dict[str, float] = {}
+    started = time.perf_counter()
+    futures = []
+    for n, account_id in enumerate(accounts):
+        due = started + n / FIXED_RATE_PER_SECOND
+        pause = due - time.perf_counter()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        command_id = f"rate-{n}"
+        sent_at[command_id] = time.perf_counter()
+        futures.append(await _send(producer, topic, account_id, command_id))
+    await asyncio.gather(*futures)
+    await replies.wait_for(list(sent_at))
+    return sorted((replies.received_at[c] - t) * 1000 for c, t in sent_at.items())
+
+
+def _percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def _zipf_accounts(count: int, seed: int) -> list[str]:
+    weights = list(itertools.accumulate(1 / (k**ZIPF_EXPONENT) for k in range(1, ACCOUNTS + 1)))
+    picks = random.Random(seed).choices(range(ACCOUNTS), cum_weights=weights, k=count)
+    return [f"acct-{n}" for n in picks]
+
+
+def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "CREDITS_PG_DATABASE": settings.pg_database,
+        "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
+        "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
+        "CREDITS_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", "ledger"], env=env, cwd=PROJECT_DIR
+    )
+
+
+async def ledger_rows(settings: Settings) -> list[BenchRow]:
+    await asyncio.to_thread(open_accounts, settings)
+    ledger = _start_ledger(settings)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+    )
+    replies = Replies(settings)
+    topic = settings.topic(Topic.COMMANDS)
+    await producer.start()
+    await replies.start()
+    try:
+        # Warm-up: the ledger has joined its group and answers.
+        await _flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        zipf = await _flood(
+            producer, replies, topic, _zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
+        )
+        hot = await _flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
+        latencies_ms = await _fixed_rate(
+            producer,
+            replies,
+            topic,
+            _zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
+        )
+    finally:
+        await replies.stop()
+        await producer.stop()
+        ledger.send_signal(signal.SIGTERM)
+        ledger.wait(timeout=60)
+    accepted = replies.statuses.get("accepted", 0)
+    total = sum(replies.statuses.values())
+    return [
+        BenchRow(
+            f"end to end: consume, {ACCOUNTS:,} accounts, Zipf({ZIPF_EXPONENT})",
+            zipf,
+            "commands/s",
+            f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process",
+        ),
+        BenchRow(
+            "end to end: consume, one hot account",
+            hot,
+            "commands/s",
+            f"{HOT_ACCOUNT_COMMANDS:,} commands",
+        ),
+        BenchRow(
+            f"command → reply latency p50 at {FIXED_RATE_PER_SECOND}/s",
+            _percentile(latencies_ms, 0.50),
+            "ms",
+            f"{len(latencies_ms):,} commands over {FIXED_RATE_SECONDS} s",
+        ),
+        BenchRow(
+            f"command → reply latency p99 at {FIXED_RATE_PER_SECOND}/s",
+            _percentile(latencies_ms, 0.99),
+            "ms",
+            f"max {latencies_ms[-1]:.1f} ms; {accepted:,} of {total:,} replies accepted",
+        ),
+    ]
