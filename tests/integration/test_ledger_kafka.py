@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
+from infra.readiness import READINESS
 from infra.settings import Settings, Topic
+from services.ledger import consumer as consumer_module
 from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
@@ -229,3 +232,42 @@ async def test_a_crash_after_the_database_commit_loses_no_reply_and_applies_noth
     # The records the first consumer applied came again and were answered from stored replies.
     assert second.consumer.state.replies_resent >= 1
     assert sum(second.consumer.state.commands_by_status.values()) < 21
+
+
+class DatabaseDown(LedgerConsumer):
+    """Its database fails every write, as during an outage."""
+
+    async def _apply_fresh(self, fresh: Any) -> Any:
+        async def fail() -> None:
+            raise OperationalError("connection refused (simulated outage)")
+
+        await self._retry(fail, "applying commands")
+
+
+async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothing(
+    topics: Settings,
+    kafka: KafkaTestClient,
+    start_ledger: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "FIRST_RETRY_PAUSE_SECONDS", 0.01)
+    account = f"outage-{uuid.uuid4().hex[:6]}"
+    bodies = [command(account, "open_account", plan="pro")]
+    bodies += [command(account, "consume", action="lookup", quantity=1) for _ in range(5)]
+    for body in bodies:
+        await send(kafka, topics, body)
+
+    down = await start_ledger(DatabaseDown)
+    async with asyncio.timeout(30):
+        while down.consumer.state.ready:
+            await asyncio.sleep(0.05)
+
+    assert down.consumer.state.reason.startswith("halted: applying commands failed 6 times")
+    assert READINESS.snapshot()["ledger"].ready is False
+    assert stored_events(topics, account) == []
+    await down.close()
+
+    await start_ledger()  # the database is back: a restarted ledger applies everything
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=len(bodies)))
+    assert all(replies[b["command_id"]][0]["status"] == "accepted" for b in bodies)
+    assert sum(isinstance(e, Account.Consumed) for e in stored_events(topics, account)) == 5
