@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.kafka_topics import partition_counts
 from infra.settings import PROJECT_DIR, Settings, Topic
 from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
@@ -68,6 +69,7 @@ class Replies:
     """Reads every reply from the end of the topic on; notes when each correlation id came."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.topic = settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
         self.statuses: dict[str, int] = {}
@@ -78,14 +80,8 @@ class Replies:
 
     async def start(self) -> None:
         await self._consumer.start()
-        numbers: set[int] = set()
-        for _ in range(50):  # a topic created moments ago may not be in the metadata yet
-            numbers = self._consumer.partitions_for_topic(self.topic) or set()
-            if numbers:
-                break
-            await self._consumer.topics()  # refreshes the metadata
-            await asyncio.sleep(0.1)
-        partitions = [TopicPartition(self.topic, p) for p in sorted(numbers)]
+        counts = await partition_counts(self.settings, [self.topic])
+        partitions = [TopicPartition(self.topic, p) for p in range(counts[self.topic])]
         self._consumer.assign(partitions)
         await self._consumer.seek_to_end(*partitions)
         self._task = asyncio.create_task(self._read())
@@ -194,9 +190,9 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
     )
     replies = Replies(settings)
     topic = settings.topic(Topic.COMMANDS)
-    await producer.start()
-    await replies.start()
     try:
+        await producer.start()
+        await replies.start()
         # Warm-up: the ledger has joined its group and answers.
         await _flood(producer, replies, topic, ["acct-0"] * 10, "warm")
         zipf = await _flood(

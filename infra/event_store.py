@@ -106,9 +106,11 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json) "
             "VALUES (%s, %s, %s, %s)"
         ).format(table=table)
-        self.select_receipt_statement = SQL(
-            "SELECT account_id, command_id, payload_sha256, reply_json FROM {table} "
-            "WHERE account_id = %s AND command_id = %s"
+        # One round trip for a whole batch: the keys travel as two parallel arrays.
+        self.select_receipts_statement = SQL(
+            "SELECT r.account_id, r.command_id, r.payload_sha256, r.reply_json FROM {table} r "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(account_id, command_id) "
+            "USING (account_id, command_id)"
         ).format(table=table)
         self._create_kafka_tables(events_table_name.removesuffix("_events"))
         self._create_follower_tables(events_table_name.removesuffix("_events"))
@@ -243,18 +245,23 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             )
         super()._insert_events(curs, stored_events, **kwargs)
 
-    def select_receipt(self, account_id: str, command_id: str) -> Receipt | None:
+    def select_receipts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
+        if not keys:
+            return {}
+        accounts = [account_id for account_id, _ in keys]
+        commands = [command_id for _, command_id in keys]
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self.select_receipt_statement, (account_id, command_id), prepare=True)
-            row = curs.fetchone()
-        if row is None:
-            return None
-        return Receipt(
-            account_id=row["account_id"],
-            command_id=row["command_id"],
-            payload_sha256=row["payload_sha256"],
-            reply_json=row["reply_json"],
-        )
+            curs.execute(self.select_receipts_statement, (accounts, commands))
+            rows = curs.fetchall()
+        return {
+            (row["account_id"], row["command_id"]): Receipt(
+                account_id=row["account_id"],
+                command_id=row["command_id"],
+                payload_sha256=row["payload_sha256"],
+                reply_json=row["reply_json"],
+            )
+            for row in rows
+        }
 
     def _create_follower_tables(self, prefix: str) -> None:
         """Readers of the notification log (relay, scheduler) and the scheduler's due index."""

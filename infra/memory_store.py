@@ -47,9 +47,9 @@ class MemoryApplicationRecorder(popo.POPOApplicationRecorder):
             self._receipts[(receipt.account_id, receipt.command_id)] = receipt
         return notification_ids
 
-    def select_receipt(self, account_id: str, command_id: str) -> Receipt | None:
+    def select_receipts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
         with self._database_lock:
-            return self._receipts.get((account_id, command_id))
+            return {key: self._receipts[key] for key in keys if key in self._receipts}
 
 
 class MemoryFactory(popo.POPOFactory):

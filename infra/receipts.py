@@ -11,6 +11,7 @@ decided afresh (as TigerBeetle does for failed transfers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -38,4 +39,6 @@ class ReceiptConflict(IntegrityError):
 
 
 class ReceiptReader(Protocol):
-    def select_receipt(self, account_id: str, command_id: str) -> Receipt | None: ...
+    def select_receipts(
+        self, keys: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], Receipt]: ...

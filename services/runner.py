@@ -18,6 +18,7 @@ import uvicorn
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.settings import Settings
+from projections.runner import run_projector
 from services.api.app import create_app
 from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
@@ -63,7 +64,10 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
-    app = LedgerApplication(env=event_store_env(settings))
+    # The ledger is its partitions' only writer, so its cached accounts are current: no query
+    # per account to fast-forward them. Another writer (the API's synchronous commands) shows
+    # up as a version conflict, on which the service forgets the cached account and retries.
+    app = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": "n"})
     try:
         service = LedgerService(app, load_catalog(settings.catalog_path), SystemClock())
         await LedgerConsumer(settings, service).run(stop)
@@ -92,6 +96,7 @@ COMPONENTS: dict[str, Component] = {
     "ledger": run_ledger,
     "relay": run_relay,
     "scheduler": run_scheduler,
+    "projector": run_projector,
 }
 
 

@@ -11,14 +11,14 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
-from copy import deepcopy
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
 
 from domain.account import Account, Context
@@ -27,7 +27,7 @@ from domain.clock import Clock
 from domain.commands import Command, OpenAccount, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
-from infra.receipts import Receipt
+from infra.receipts import Receipt, ReceiptReader
 from services.ledger.application import LedgerApplication
 
 # A batch is one database transaction: bounded so that a retry stays cheap.
@@ -60,6 +60,8 @@ class _Decisions:
     # Reply index → (account id, version after the command), to fill `position` once saved.
     versions: dict[int, tuple[str, int]] = field(default_factory=dict)
     seen: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
+    # Receipts already stored for the batch's commands, fetched in one lookup.
+    stored: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
 
 
 class LedgerService:
@@ -122,6 +124,8 @@ class LedgerService:
                     *changed, receipts=decisions.receipts, **save_kwargs, **extra
                 )
             except IntegrityError:
+                # Someone else wrote these accounts: what is cached of them is stale.
+                self._forget(decisions.accounts)
                 if attempt == self.max_attempts:
                     raise
                 time.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
@@ -142,6 +146,8 @@ class LedgerService:
 
     def _decide(self, parsed: list[Command | Reply], now: datetime) -> _Decisions:
         decisions = _Decisions()
+        keys = [(c.account_id, c.command_id) for c in parsed if not isinstance(c, Reply)]
+        decisions.stored = self._receipts(keys)
         for item in parsed:
             if isinstance(item, Reply):
                 decisions.replies.append(item)
@@ -152,7 +158,7 @@ class LedgerService:
     def _decide_one(self, decisions: _Decisions, command: Command, now: datetime) -> Reply:
         key = (command.account_id, command.command_id)
         payload_sha256 = command.payload_sha256()
-        earlier = decisions.seen.get(key) or self._receipt(*key)
+        earlier = decisions.seen.get(key) or decisions.stored.get(key)
         if earlier is not None:
             if earlier[0] != payload_sha256:
                 return Reply.rejected(
@@ -168,9 +174,17 @@ class LedgerService:
         if command.account_id not in decisions.accounts:
             decisions.accounts[command.account_id] = self._load(command.account_id)
         account = decisions.accounts[command.account_id]
+        version_before = account.version if account is not None else None
+        accepted_so_far = list(account.pending_events) if account is not None else []
         work, outcome = self._execute(account, command, now)
-        balances = work.balances(self.catalog) if work is not None else {}
         if isinstance(outcome, LedgerError):
+            # The reply shows the account as of now, catch-up included ...
+            balances = work.balances(self.catalog) if work is not None else {}
+            if work is not None and len(work.pending_events) > len(accepted_so_far):
+                # ... but what the refused command triggered (catch-up) is not kept.
+                decisions.accounts[command.account_id] = self._replayed(
+                    command.account_id, accepted_so_far
+                )
             return Reply.rejected(
                 command_id=command.command_id,
                 account_id=command.account_id,
@@ -182,7 +196,7 @@ class LedgerService:
         reply = Reply.accepted(
             command_id=command.command_id,
             account_id=command.account_id,
-            balances=balances,
+            balances=work.balances(self.catalog),
             result=outcome,
         )
         decisions.accounts[command.account_id] = work
@@ -195,14 +209,14 @@ class LedgerService:
             )
         )
         decisions.seen[key] = (payload_sha256, reply)
-        if account is None or work.version != account.version:
+        if work.version != version_before:
             decisions.versions[len(decisions.replies)] = (command.account_id, work.version)
         return reply
 
     def _execute(
         self, account: Account | None, command: Command, now: datetime
     ) -> tuple[Account | None, dict[str, Any] | LedgerError]:
-        """Run the command on a copy: the copy if accepted, the untouched account if not."""
+        """Run the command on the batch's copy of the account (see `_replayed` for refusals)."""
         if isinstance(command, OpenAccount):
             if account is not None:
                 error = LedgerError(ErrorCode.account_exists, f"{command.account_id} is open")
@@ -215,7 +229,7 @@ class LedgerService:
             return opened, {"plan": command.plan}
         if account is None:
             return None, LedgerError(ErrorCode.unknown_account, f"no account {command.account_id}")
-        work = deepcopy(account)
+        work = account
         # An account's events never go back in time, even if this host's clock does.
         ctx = Context(self.catalog, max(now, account.modified_on), command.command_id)
         if work.plan not in self.catalog.plans:
@@ -231,11 +245,33 @@ class LedgerService:
             return work, e
         return work, result
 
-    def _receipt(self, account_id: str, command_id: str) -> tuple[str, Reply] | None:
-        receipt = self.app.recorder.select_receipt(account_id, command_id)  # type: ignore[attr-defined]
-        if receipt is None:
-            return None
-        return receipt.payload_sha256, Reply.model_validate_json(receipt.reply_json)
+    def _receipts(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, Reply]]:
+        recorder: ReceiptReader = self.app.recorder  # type: ignore[assignment]
+        return {
+            key: (receipt.payload_sha256, Reply.model_validate_json(receipt.reply_json))
+            for key, receipt in recorder.select_receipts(keys).items()
+        }
+
+    def _replayed(self, account_id: str, accepted: list[CanMutateAggregate[str]]) -> Account | None:
+        """The account as saved, plus the events this batch accepted so far, still pending.
+
+        Copying every account before every command would make a refusal free but every
+        acceptance expensive (quadratic on a hot account); refusals are the rarer case.
+        """
+        account = self._load(account_id)
+        for event in accepted:
+            account = event.mutate(account)
+        if account is not None:
+            account._pending_events = list(accepted)
+        return account
+
+    def _forget(self, account_ids: Iterable[str]) -> None:
+        cache = self.app.repository.cache
+        if cache is None:
+            return
+        for account_id in account_ids:
+            with suppress(KeyError):
+                cache.get(account_id, evict=True)
 
     def _load(self, account_id: str) -> Account | None:
         try:

@@ -65,8 +65,8 @@ def test_receipt_is_stored_with_the_events_and_read_back(app: Application[str]) 
 
     recorder = app.recorder
     assert isinstance(recorder, CreditsPostgresRecorder)
-    assert recorder.select_receipt(account_id, "cmd-1") == _receipt(account_id, "cmd-1")
-    assert recorder.select_receipt(account_id, "cmd-2") is None
+    found = recorder.select_receipts([(account_id, "cmd-1"), (account_id, "cmd-2")])
+    assert found == {(account_id, "cmd-1"): _receipt(account_id, "cmd-1")}
     assert app.repository.get(account_id).count == 0
 
 
@@ -95,5 +95,5 @@ def test_receipts_are_scoped_by_account(app: Application[str]) -> None:
 
     recorder = app.recorder
     assert isinstance(recorder, CreditsPostgresRecorder)
-    assert recorder.select_receipt(first, "same-id") is not None
-    assert recorder.select_receipt(second, "same-id") is not None
+    found = recorder.select_receipts([(first, "same-id"), (second, "same-id")])
+    assert set(found) == {(first, "same-id"), (second, "same-id")}
