@@ -263,6 +263,47 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             for row in rows
         }
 
+    def select_streams(
+        self, originator_ids: Sequence[str], snapshots_table_name: str | None
+    ) -> dict[str, list[StoredEvent]]:
+        """For each id: its latest snapshot (if any) then the events after it, in order.
+
+        One round trip per table for a whole batch of accounts, instead of two queries per
+        account: what a freshly started ledger spends most of its time on otherwise.
+        """
+        if not originator_ids:
+            return {}
+        streams: dict[str, list[StoredEvent]] = {}
+        after_version = dict.fromkeys(originator_ids, 0)
+        schema = Identifier(self.datastore.schema)
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            if snapshots_table_name is not None:
+                curs.execute(
+                    SQL(
+                        "SELECT DISTINCT ON (originator_id) originator_id, originator_version, "
+                        "topic, state FROM {schema}.{table} WHERE originator_id = ANY(%s) "
+                        "ORDER BY originator_id, originator_version DESC"
+                    ).format(schema=schema, table=Identifier(snapshots_table_name)),
+                    (list(originator_ids),),
+                )
+                for row in curs.fetchall():
+                    streams[row["originator_id"]] = [_stored_event(row)]
+                    after_version[row["originator_id"]] = row["originator_version"]
+            curs.execute(
+                SQL(
+                    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
+                    "FROM {schema}.{table} e "
+                    "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, after_version) "
+                    "ON e.originator_id = k.originator_id "
+                    "AND e.originator_version > k.after_version "
+                    "ORDER BY e.originator_id, e.originator_version"
+                ).format(schema=schema, table=Identifier(self.events_table_name)),
+                (list(after_version), list(after_version.values())),
+            )
+            for row in curs.fetchall():
+                streams.setdefault(row["originator_id"], []).append(_stored_event(row))
+        return streams
+
     def _create_follower_tables(self, prefix: str) -> None:
         """Readers of the notification log (relay, scheduler) and the scheduler's due index."""
         positions = Identifier(self.datastore.schema, prefix + "_follower_positions")
@@ -385,6 +426,15 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             )
 
 
+def _stored_event(row: DictRow) -> StoredEvent:
+    return StoredEvent(
+        originator_id=row["originator_id"],
+        originator_version=row["originator_version"],
+        topic=row["topic"],
+        state=bytes(row["state"]),
+    )
+
+
 class CreditsPostgresFactory(es_postgres.PostgresFactory):
     application_recorder_class = CreditsPostgresRecorder
     process_recorder_class = CreditsPostgresRecorder
@@ -412,7 +462,9 @@ def event_store_env(settings: Settings, database: str | None = None) -> dict[str
         # that cannot get it in 5 s fails and is retried rather than hanging.
         "POSTGRES_LOCK_TIMEOUT": "5",
         "POSTGRES_IDLE_IN_TRANSACTION_SESSION_TIMEOUT": "10",
-        "POSTGRES_PRE_PING": "y",
+        # No ping on every connection checkout (a round trip each time): a dead connection
+        # raises a connection error, which the recorder retries on a fresh one anyway.
+        "POSTGRES_PRE_PING": "n",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "n",
         "SINGLE_ROW_TRACKING": "y",
         "ORIGINATOR_ID_TYPE": "text",

@@ -146,8 +146,11 @@ class LedgerService:
 
     def _decide(self, parsed: list[Command | Reply], now: datetime) -> _Decisions:
         decisions = _Decisions()
-        keys = [(c.account_id, c.command_id) for c in parsed if not isinstance(c, Reply)]
-        decisions.stored = self._receipts(keys)
+        commands = [c for c in parsed if not isinstance(c, Reply)]
+        decisions.stored = self._receipts([(c.account_id, c.command_id) for c in commands])
+        account_ids = list(dict.fromkeys(c.account_id for c in commands))
+        loaded = self.app.accounts(account_ids)
+        decisions.accounts = {account_id: loaded.get(account_id) for account_id in account_ids}
         for item in parsed:
             if isinstance(item, Reply):
                 decisions.replies.append(item)
@@ -171,8 +174,6 @@ class LedgerService:
                 )
             return earlier[1].model_copy(update={"status": "duplicate", "position": None})
 
-        if command.account_id not in decisions.accounts:
-            decisions.accounts[command.account_id] = self._load(command.account_id)
         account = decisions.accounts[command.account_id]
         version_before = account.version if account is not None else None
         accepted_so_far = list(account.pending_events) if account is not None else []

@@ -119,6 +119,14 @@ def test_an_account_reloaded_from_the_store_equals_the_one_in_memory(
     assert _state(reloaded) == _state(in_memory)
     last_reply_balances = {k: v.model_dump() for k, v in replies[-1].balances.items()}
     assert reloaded.balances(DEMO) == in_memory.balances(DEMO) == last_reply_balances
+    # The ledger's bulk load (one query for many accounts, cold cache) rebuilds the same state.
+    bulk_app = _app(
+        settings, LEDGER_SNAPSHOT_INTERVAL=snapshot_interval, AGGREGATE_CACHE_FASTFORWARD="n"
+    )
+    loaded = bulk_app.accounts([account_id, "no-such-account"])
+    assert list(loaded) == [account_id]
+    assert _state(loaded[account_id]) == _state(in_memory)
+    bulk_app.close()
     if snapshot_interval != "0":
         assert reader_app.snapshots is not None
         assert list(reader_app.snapshots.get(account_id, desc=True, limit=1))
