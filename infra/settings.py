@@ -71,6 +71,17 @@ class Settings(BaseSettings):
     # The plan an account moves to when its Stripe subscription ends (cancel keeps purchases).
     payments_cancel_plan: str = Field(default="free", pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
+    # Read models, projector and API (issue 5); they price and tag with `catalog_path`.
+    # Events per projector batch (one transaction per read model each).
+    projector_batch_events: int = Field(default=1000, ge=1, le=10_000)
+    # The projector wakes on NOTIFY; this polling interval is the fallback.
+    projector_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # How long a read with `min_position` waits for the read model to reach it (then 504).
+    read_wait_seconds: float = Field(default=5.0, ge=0, le=30)
+    # Threads running synchronous commands (eventsourcing is synchronous): one per database
+    # connection the ledger application may hold, so no thread waits on the pool.
+    api_command_threads: int = Field(default=8, ge=1, le=64)
+
     # Logs: "json" for machines, "console" for people.
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")

@@ -6,7 +6,17 @@ import pytest
 
 from services.cli import build_parser
 
-COMMANDS = [[], ["run"], ["topics"], ["topics", "create"]]
+COMMANDS = [
+    [],
+    ["run"],
+    ["topics"],
+    ["topics", "create"],
+    ["projections"],
+    ["projections", "status"],
+    ["projections", "rebuild"],
+    ["account"],
+    ["account", "show"],
+]
 
 
 @pytest.mark.parametrize("words", COMMANDS, ids=lambda w: " ".join(["credits", *w]))

@@ -1,0 +1,73 @@
+"""What the ops commands read: projection status, and one account's stream and read models."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.integration import cloud_event_type, event_data
+from projections import queries
+from projections.runner import ReadSide
+from projections.store import TRACKING
+
+# `credits account show` prints at most this many of the newest events.
+MAX_SHOWN_EVENTS = 1000
+
+
+@dataclass(frozen=True)
+class Status:
+    projection: str
+    position: int
+    lag_events: int
+    last_error: str | None
+    error_at: datetime | None
+    updated_at: datetime | None
+
+
+async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
+    """(head of the event log, a row per projection, rebuild shadows included)."""
+    async with read_side.pool.acquire() as conn:
+        head = await read_side.log.max_position(conn)
+        rows = await conn.fetch(f"SELECT * FROM {TRACKING} ORDER BY projection")
+    return head, [
+        Status(
+            projection=row["projection"],
+            position=row["position"],
+            lag_events=max(head - row["position"], 0),
+            last_error=row["last_error"],
+            error_at=row["error_at"],
+            updated_at=row["updated_at"],
+        )
+        for row in rows
+    ]
+
+
+async def account_report(read_side: ReadSide, account_id: str, events: int) -> dict[str, Any]:
+    """The newest `events` of the stream, and the read models' account, balances, lots, holds."""
+    limit = max(1, min(events, MAX_SHOWN_EVENTS))
+    async with read_side.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT * FROM (SELECT notification_id, originator_id, originator_version, topic, "
+            f"state FROM {read_side.log.table} WHERE originator_id = $1 "
+            "ORDER BY originator_version DESC LIMIT $2) s ORDER BY originator_version",
+            account_id,
+            limit,
+        )
+        stream = [
+            {
+                "version": item.event.originator_version,
+                "position": item.position,
+                "at": item.event.timestamp,
+                "type": cloud_event_type(item.event),
+                "data": event_data(item.event),
+            }
+            for item in read_side.log.decode(rows)
+        ]
+        return {
+            "account": await queries.account(conn, account_id),
+            "balances": await queries.balances(conn, account_id),
+            "lots": await queries.lots(conn, account_id),
+            "holds": await queries.holds(conn, account_id),
+            "stream": stream,
+        }

@@ -1,0 +1,199 @@
+"""The read models in PostgreSQL (asyncpg): schema, tracking positions, loading and writing.
+
+A batch's writes and its projection's new position commit in one transaction, and the position
+only moves from the value the batch started at (`advance`), so an event is applied exactly once
+even with two projectors running: the second one's batch fails and starts again from the new
+position. Tables are named by the projection's `Table`, plus a suffix for a rebuild's shadows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from projections.batch import BatchState, Row
+from projections.projection import Projection
+from projections.tables import Table
+
+TRACKING = "rm_tracking"
+SHADOW_SUFFIX = "__shadow"
+# Serialises schema creation between processes starting at once (CREATE TABLE IF NOT EXISTS
+# races on the catalog otherwise).
+_SCHEMA_LOCK_ID = 0x637265646974  # "credit"
+
+
+class PositionMoved(RuntimeError):
+    """Another writer advanced the projection since this batch read its position."""
+
+
+def shadow_tracking(name: str) -> str:
+    return f"{name}{SHADOW_SUFFIX}"
+
+
+async def ensure_tables(
+    conn: asyncpg.Connection, projections: Iterable[Projection], suffix: str = ""
+) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_ID)
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {TRACKING} ("
+            "projection text PRIMARY KEY, position bigint NOT NULL, "
+            "last_error text, error_at timestamptz, updated_at timestamptz)"
+        )
+        for projection in projections:
+            for table in projection.tables:
+                await conn.execute(table.create_sql(table.name + suffix))
+            await conn.execute(
+                f"INSERT INTO {TRACKING} (projection, position, updated_at) "
+                "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
+                projection.name + suffix,
+            )
+
+
+async def positions(conn: asyncpg.Connection, names: Sequence[str]) -> dict[str, int]:
+    rows = await conn.fetch(
+        f"SELECT projection, position FROM {TRACKING} WHERE projection = ANY($1::text[])",
+        list(names),
+    )
+    return {row["projection"]: row["position"] for row in rows}
+
+
+async def advance(conn: asyncpg.Connection, tracking: str, expected: int, new: int) -> None:
+    """Move the position from `expected` to `new`; first in a batch's transaction, so the row
+    lock it takes orders it against a rebuild's swap."""
+    status = await conn.execute(
+        f"UPDATE {TRACKING} SET position = $3, last_error = NULL, error_at = NULL, "
+        "updated_at = now() WHERE projection = $1 AND position = $2",
+        tracking,
+        expected,
+        new,
+    )
+    if status != "UPDATE 1":
+        raise PositionMoved(f"{tracking}: position is no longer {expected}")
+
+
+async def record_error(conn: asyncpg.Connection, tracking: str, message: str) -> None:
+    await conn.execute(
+        f"UPDATE {TRACKING} SET last_error = $2, error_at = now() WHERE projection = $1",
+        tracking,
+        message[:2000],
+    )
+
+
+async def load(
+    conn: asyncpg.Connection, state: BatchState, account_ids: Iterable[str], suffix: str = ""
+) -> None:
+    """Read into `state` every row of the accounts it does not hold yet."""
+    missing = state.missing(account_ids)
+    if not missing:
+        return
+    found: dict[str, dict[str, list[Row]]] = {account_id: {} for account_id in missing}
+    for name, rows in state.accounts.items():
+        columns = ", ".join(rows.table.column_names)
+        records = await conn.fetch(
+            f"SELECT {columns} FROM {name}{suffix} WHERE account_id = ANY($1::text[])", missing
+        )
+        for record in records:
+            found[record["account_id"]].setdefault(name, []).append(dict(record))
+    for account_id, rows_by_table in found.items():
+        state.load(account_id, rows_by_table)
+
+
+@dataclass
+class Writes:
+    """A batch's changes as records, taken from the state before the next batch changes it."""
+
+    # table -> (key columns of deleted or replaced rows, records to insert)
+    accounts: dict[str, tuple[list[list[Any]], list[tuple[Any, ...]]]] = field(default_factory=dict)
+    appended: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    counters: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    tables: dict[str, Table] = field(default_factory=dict)
+
+
+def take_writes(state: BatchState) -> Writes:
+    writes = Writes(tables=dict(state.tables))
+    for name, rows in state.accounts.items():
+        if not rows.changed:
+            continue
+        table = rows.table
+        keys: list[list[Any]] = [[] for _ in table.key]
+        records = []
+        for key, row in rows.changed.items():
+            for column, value in zip(keys, key, strict=True):
+                column.append(value)
+            if row is not None:
+                records.append(_record(table, row))
+        writes.accounts[name] = (keys, records)
+    for name, appended in state.appended.items():
+        if appended:
+            writes.appended[name] = [_record(state.tables[name], row) for row in appended]
+    for name, counters in state.counters.items():
+        if counters:
+            table = state.tables[name]
+            writes.counters[name] = [_record(table, row) for row in counters.values()]
+    state.clear_changes()
+    return writes
+
+
+async def write(conn: asyncpg.Connection, writes: Writes, suffix: str = "") -> None:
+    """Store a batch's changes; the caller holds the transaction."""
+    for name, (keys, records) in writes.accounts.items():
+        table = writes.tables[name]
+        arrays = ", ".join(f"${i + 1}::{table.array_type(c)}" for i, c in enumerate(table.key))
+        await conn.execute(
+            f"DELETE FROM {name}{suffix} WHERE ({', '.join(table.key)}) IN "
+            f"(SELECT * FROM unnest({arrays}))",
+            *keys,
+        )
+        if records:
+            await conn.copy_records_to_table(
+                name + suffix, records=records, columns=table.column_names
+            )
+    for name, records in writes.appended.items():
+        await conn.copy_records_to_table(
+            name + suffix, records=records, columns=writes.tables[name].column_names
+        )
+    for name, records in writes.counters.items():
+        await _add_counters(conn, writes.tables[name], records, suffix)
+
+
+async def _add_counters(
+    conn: asyncpg.Connection, table: Table, records: list[tuple[Any, ...]], suffix: str
+) -> None:
+    # COPY into a session-local table, then one upsert: fast, and arrays of arrays (tags) need
+    # no unnest tricks.
+    delta = f"{table.name}__delta"
+    await conn.execute(
+        f"CREATE TEMP TABLE IF NOT EXISTS {delta} (LIKE {table.name}) ON COMMIT DELETE ROWS"
+    )
+    await conn.copy_records_to_table(delta, records=records, columns=table.column_names)
+    sets = ", ".join(
+        f"{c} = t.{c} + excluded.{c}" if c in table.sums else f"{c} = excluded.{c}"
+        for c in table.column_names
+        if c not in table.key
+    )
+    await conn.execute(
+        f"INSERT INTO {table.name}{suffix} AS t SELECT * FROM {delta} "
+        f"ON CONFLICT ({', '.join(table.key)}) DO UPDATE SET {sets}"
+    )
+
+
+def _record(table: Table, row: Row) -> tuple[Any, ...]:
+    return tuple(row[column] for column in table.column_names)
+
+
+async def checksum(conn: asyncpg.Connection, projection: Projection, suffix: str = "") -> str:
+    """SHA-256 over every table's rows in key order: equal read models, equal checksums."""
+    digest = hashlib.sha256()
+    for table in projection.tables:
+        order = ", ".join(f"r.{column}" for column in table.key)
+        table_digest = await conn.fetchval(
+            f"SELECT count(*) || ':' || md5(coalesce(string_agg(md5(r::text), '' "
+            f"ORDER BY {order}), '')) FROM {table.name}{suffix} r"
+        )
+        digest.update(f"{table.name}={table_digest};".encode())
+    return digest.hexdigest()[:32]

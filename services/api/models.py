@@ -1,0 +1,117 @@
+"""The shapes the HTTP API answers with: the OpenAPI document is generated from these."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.errors import ErrorCode
+from domain.replies import Balance
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ApiErrorBody(_Model):
+    # The reply codes of DESIGN §2.3, plus the HTTP-only ones of docs/READ_MODELS.md.
+    code: str = Field(
+        examples=[ErrorCode.unknown_account.value, "invalid_request", "read_model_behind"]
+    )
+    message: str
+
+
+class ApiError(_Model):
+    error: ApiErrorBody
+
+
+class HoldView(_Model):
+    hold_id: str
+    credit_type: str
+    action: str | None
+    amount: int
+    reserved_at: datetime
+    expires_at: datetime
+
+
+class UsageProfile(_Model):
+    """A daily-allocation product's usage card (seed 004's `UserCreditsProfile`)."""
+
+    credit_type: str
+    credits_used_today: int
+    credits_remaining: int
+    credits_per_day: int
+    next_reset_time: datetime | None
+    totals_per_action: dict[str, int]
+
+
+class AccountView(_Model):
+    account_id: str
+    plan: str
+    opened_at: datetime
+    scheduled_plan: str | None
+    scheduled_at: datetime | None
+    # The earliest next reset over the credit types, or null when nothing renews.
+    next_reset_at: datetime | None
+    balances: dict[str, Balance]
+    holds: list[HoldView]
+    profile: UsageProfile | None
+    # Stream version and notification id of the last event the read model applied.
+    version: int
+    position: int
+
+
+class UsageRow(_Model):
+    start: date
+    action: str | None
+    credit_type: str
+    tags: list[str]
+    # Units of the action used (Σ quantity), reserves included.
+    count: int
+    # Credits actually spent (consumes and captures).
+    credits: int
+    # Credits the catalog priced the uses at (consumes and holds).
+    cost: int
+
+
+class UsagePage(_Model):
+    account_id: str
+    bucket: str
+    start: date = Field(alias="from")
+    end: date = Field(alias="to")
+    usage: list[UsageRow]
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TransactionRow(_Model):
+    version: int
+    credit_type: str
+    position: int
+    at: datetime
+    kind: str
+    amount: int
+    delta: int
+    available_before: int
+    available_after: int
+    reference: str | None
+    command_id: str | None
+
+
+class TransactionsPage(_Model):
+    account_id: str
+    transactions: list[TransactionRow]
+    # Pass as `before` for the next (older) page; null on the last page.
+    next_before: str | None
+
+
+class ComponentReadiness(_Model):
+    ready: bool
+    detail: str
+
+
+class Readiness(_Model):
+    status: str
+    database: ComponentReadiness
+    components: dict[str, ComponentReadiness]

@@ -1,0 +1,197 @@
+"""The projections are pure: events in, row changes out, checked against the aggregate.
+
+A scripted demo-catalog account goes through every kind of movement (allocations, a trial,
+consumes, a hold captured in part, a hold released, a purchase, a refund with debt, a renewal,
+a plan change); after each command the projected rows equal the aggregate's state.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domain.account import Account
+from domain.catalog import load_catalog
+from projections.batch import BatchState
+from projections.registry import build_projections
+from services.ledger.application import LedgerApplication
+from services.ledger.service import LedgerService
+from tests.projections.folds import (
+    expected_balances,
+    expected_holds,
+    expected_lots,
+    projected_balances,
+    projected_holds,
+    projected_lots,
+    spent_fold,
+    usage_fold,
+)
+
+CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain/catalogs/demo.toml")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.current = datetime(2024, 1, 31, 10, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.current
+
+
+class Scenario:
+    """The in-memory ledger, and every projection's state fed with each new event."""
+
+    def __init__(self) -> None:
+        self.clock = Clock()
+        self.app = LedgerApplication(env={"PERSISTENCE_MODULE": "infra.memory_store"})
+        self.service = LedgerService(self.app, CATALOG, self.clock)
+        self.projections = build_projections(CATALOG)
+        self.states = {n: BatchState(p.tables) for n, p in self.projections.items()}
+        self.applied = 0
+        self.sent = 0
+
+    def ok(self, type: str, **fields: Any) -> None:
+        self.sent += 1
+        command = {"type": type, "command_id": f"c{self.sent}", "account_id": "acct", **fields}
+        reply = self.service.handle(command)
+        assert reply.status == "accepted", reply.error
+        events: list[Account.Event] = list(self.app.events.get("acct"))  # type: ignore[arg-type]
+        for position, event in enumerate(events[self.applied :], start=self.applied + 1):
+            for name, projection in self.projections.items():
+                projection.apply(self.states[name], event, position)
+        for name, projection in self.projections.items():
+            projection.finish(self.states[name])
+        self.applied = len(events)
+
+    def rows(self, projection: str, table: str) -> list[dict[str, Any]]:
+        return list(self.states[projection].rows(table).of("acct"))
+
+    def check(self) -> None:
+        account: Account = self.app.repository.get("acct")
+        assert projected_balances(self.rows("balances", "rm_balances"), CATALOG) == (
+            expected_balances(account, CATALOG)
+        )
+        assert projected_lots(self.rows("balances", "rm_lots")) == expected_lots(account)
+        assert projected_holds(self.rows("balances", "rm_holds")) == expected_holds(account)
+        heads = {
+            r["credit_type"]: r["available"]
+            for r in self.rows("transactions", "rm_transaction_heads")
+        }
+        for credit_type, balance in account.balances(CATALOG).items():
+            assert heads.get(credit_type, 0) == balance["available"], credit_type
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    scenario = Scenario()
+    scenario.ok("open_account", plan="starter")
+    return scenario
+
+
+def test_every_movement_keeps_the_read_models_equal_to_the_aggregate(scenario):
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("consume", {"action": "generate", "quantity": 2}),
+        ("reserve", {"hold_id": "h1", "action": "lookup", "quantity": 5, "ttl_seconds": 60}),
+        ("capture", {"hold_id": "h1", "amount": 3}),
+        ("reserve", {"hold_id": "h2", "credit_type": "messages", "amount": 4, "ttl_seconds": 60}),
+        ("release", {"hold_id": "h2"}),
+        (
+            "purchase",
+            {
+                "pack": "credits_1000",
+                "payment_reference": "pi_1",
+                "amount_paid": 4000,
+                "currency": "usd",
+            },
+        ),
+        ("consume", {"credit_type": "credits", "amount": 700}),
+        ("revoke", {"payment_reference": "pi_1", "reason": "refund"}),
+        ("grant", {"credit_type": "credits", "amount": 30, "source": "promotional"}),
+        ("change_plan", {"plan": "pro", "effective": "now"}),
+    ]
+    for type, fields in steps:
+        scenario.ok(type, **fields)
+        scenario.check()
+    scenario.clock.current += timedelta(days=40)  # renewals, expiry
+    scenario.ok("expire")
+    scenario.check()
+
+
+def test_transactions_chain_available_before_and_after(scenario):
+    scenario.ok("consume", action="lookup", quantity=3)
+    scenario.ok("reserve", hold_id="h", action="generate", ttl_seconds=60)
+    scenario.ok("capture", hold_id="h")
+    rows = scenario.states["transactions"].appended["rm_transactions"]
+    by_type: dict[str, int] = {}
+    for row in rows:
+        assert row["available_before"] == by_type.get(row["credit_type"], 0)
+        assert row["available_after"] - row["available_before"] == row["delta"]
+        by_type[row["credit_type"]] = row["available_after"]
+    kinds = [r["kind"] for r in rows if r["credit_type"] == "credits"]
+    assert kinds == ["allocation", "usage", "reserve", "capture"]
+
+
+def test_usage_counts_free_actions_and_tags_from_the_catalog(scenario):
+    scenario.ok("consume", action="cached_lookup", quantity=4)
+    scenario.ok("consume", action="generate")
+    scenario.ok("reserve", hold_id="h", action="generate", ttl_seconds=60)
+    scenario.ok("capture", hold_id="h", amount=1)
+    usage = scenario.states["usage"].counters["rm_usage_daily"]
+    day = date(2024, 1, 31)
+    cached = usage[("acct", day, "cached_lookup", "credits")]
+    assert (cached["count"], cached["credits"], cached["cost"]) == (4, 0, 0)
+    assert cached["tags"] == ["non_ai", "cached"]
+    generate = usage[("acct", day, "generate", "credits")]
+    # starter prices generate at 3: one consume (3) and one hold (3) of which 1 was captured.
+    assert (generate["count"], generate["credits"], generate["cost"]) == (2, 4, 6)
+    assert generate["tags"] == ["ai"]
+    events = list(scenario.app.events.get("acct"))
+    assert sum(r["credits"] for r in usage.values()) == spent_fold(events)
+    folded = usage_fold(events)
+    assert {k: (r["count"], r["cost"]) for k, r in usage.items()} == {
+        ("acct", date.fromisoformat(d), a, ct): (c["count"], c["cost"])
+        for (d, a, ct), c in folded.items()
+    }
+
+
+def test_analytics_records_revenue_conversion_and_refills():
+    scenario = Scenario()
+    scenario.ok("open_account", plan="free")
+    scenario.ok(
+        "purchase", pack="messages_100", payment_reference="pi_1", amount_paid=300, currency="usd"
+    )
+    scenario.clock.current += timedelta(days=3)
+    scenario.ok(
+        "purchase", pack="messages_100", payment_reference="pi_2", amount_paid=300, currency="usd"
+    )
+    state = scenario.states["analytics"]
+    revenue = state.counters["rm_analytics_revenue"][("purchase", "messages_100", "usd")]
+    assert (revenue["purchases"], revenue["amount_cents"], revenue["credits"]) == (2, 600, 200)
+    account = state.rows("rm_analytics_accounts").get("acct")
+    assert account is not None
+    assert account["started_free"] and account["conversion"] == "purchase"
+    assert account["refills"] == 2
+    assert account["last_refill_at"] - account["first_refill_at"] == timedelta(days=3)
+    outstanding = state.counters["rm_analytics_outstanding"]
+    aggregate: Account = scenario.app.repository.get("acct")
+    for credit_type, row in outstanding.items():
+        assert row["available"] == aggregate.available(credit_type[0])
+
+
+def test_a_hold_returned_to_a_lot_closed_meanwhile_is_forfeited():
+    scenario = Scenario()
+    scenario.clock.current = datetime(2024, 1, 31, 23, 30, tzinfo=UTC)
+    scenario.ok("open_account", plan="free")  # daily credits, reset at midnight
+    scenario.ok("reserve", hold_id="h1", action="lookup", quantity=4, ttl_seconds=3600)
+    scenario.ok("reserve", hold_id="h2", action="lookup", quantity=4, ttl_seconds=3600)
+    scenario.clock.current = datetime(2024, 2, 1, 0, 5, tzinfo=UTC)
+    scenario.ok("capture", hold_id="h1", amount=1)  # 3 released to yesterday's closed lot
+    scenario.check()
+    scenario.ok("release", hold_id="h2")
+    scenario.check()
+    rows = scenario.states["transactions"].appended["rm_transactions"]
+    capture = next(r for r in rows if r["kind"] == "capture")
+    assert capture["delta"] < 3, "the released part went to a closed lot: forfeited"
