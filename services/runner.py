@@ -14,6 +14,8 @@ from typing import Any
 
 import structlog
 import uvicorn
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
@@ -23,6 +25,8 @@ from services.api.app import create_app
 from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
+from services.payments.consumer import run_payments
+from services.payments.http import payment_routes, payments_producer
 from services.relay.relay import OutboxRelay
 from services.scheduler.scheduler import Scheduler
 
@@ -43,8 +47,12 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    # Stripe webhooks are published to Kafka before they are acknowledged; until the producer
+    # is connected the webhook answers 503 (Stripe retries) while the rest of the API serves.
+    producer = payments_producer(settings)
+    connecting = asyncio.create_task(_start_when_kafka_answers(producer, stop))
     config = uvicorn.Config(
-        create_app(settings),
+        create_app(settings, extra_routes=payment_routes(settings, producer)),
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # our structured logging, not uvicorn's
@@ -59,8 +67,23 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
     server.should_exit = True
     stopping.cancel()
     await serving
+    connecting.cancel()
+    await producer.stop()
     if not server.started and not stop.is_set():
         raise RuntimeError(f"the API could not listen on {settings.http_host}:{settings.http_port}")
+
+
+async def _start_when_kafka_answers(producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
+    pause_seconds = 1.0
+    while not stop.is_set():
+        try:
+            await producer.start()
+            return
+        except KafkaError as error:
+            log.warning("webhook producer cannot reach Kafka yet", error=str(error))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=pause_seconds)
+            pause_seconds = min(pause_seconds * 2, 30.0)
 
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
@@ -97,6 +120,7 @@ COMPONENTS: dict[str, Component] = {
     "relay": run_relay,
     "scheduler": run_scheduler,
     "projector": run_projector,
+    "payments": run_payments,
 }
 
 

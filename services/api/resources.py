@@ -13,6 +13,8 @@ from domain.catalog import Catalog, load_catalog
 from infra.event_store import event_store_env
 from infra.pg_pool import create_pool
 from infra.settings import Settings
+from projections.registry import build_projections
+from projections.store import ensure_tables
 from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 
@@ -34,7 +36,12 @@ class Resources:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    self._pool = await create_pool(self.settings)
+                    pool = await create_pool(self.settings)
+                    # Reads must work before the projector first ran: empty tables, not errors.
+                    async with pool.acquire() as conn:
+                        projections = build_projections(self.catalog).values()
+                        await ensure_tables(conn, projections)
+                    self._pool = pool
         return self._pool
 
     async def service(self) -> LedgerService:

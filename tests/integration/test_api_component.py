@@ -1,0 +1,52 @@
+"""`credits run api` serves the read API, health and the Stripe webhook in one application."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import httpx
+import pytest
+
+from infra.settings import Settings
+from services.runner import run_api
+
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
+    settings: Settings,
+) -> None:
+    mine = settings.model_copy(
+        update={"http_port": _free_port(), "stripe_webhook_secrets": "whsec_test"}
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_api(mine, stop))
+    base_url = f"http://127.0.0.1:{mine.http_port}"
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        health = await client.get("/healthz")
+                        break
+                    except httpx.ConnectError:
+                        await asyncio.sleep(0.1)
+            unsigned = await client.post("/webhooks/stripe", content=b'{"id": "evt_1"}')
+            unknown = await client.get("/v1/accounts/nobody-here")
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+    assert health.status_code == 200
+    assert unsigned.status_code == 400
+    assert unsigned.json()["error"]["code"] == "signature_missing"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["code"] == "unknown_account"
