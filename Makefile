@@ -9,7 +9,7 @@ VENV := .local/venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help run test lint stack stop clean compose-check
+.PHONY: help run test lint bench stack stop clean compose-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ compose-check: ## validate compose.yaml where a compose client exists
 
 test: stack lint ## the whole suite against the real local stack
 	$(BIN)/python -m pytest
+
+bench: stack ## throughput and latency on the local stack, beside the raw PostgreSQL ceiling
+	$(BIN)/python -m bench
 
 stop: ## stop PostgreSQL and Kafka
 	infra/kafka.sh down
