@@ -6,7 +6,7 @@ the consumer counts what it sends to the DLQ, the projector sets its lag.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -32,5 +32,20 @@ PROJECTION_POSITION = Gauge(
     "credits_projection_position",
     "Notification id a read model has applied up to.",
     ["projection"],
+    registry=REGISTRY,
+)
+
+LEDGER_BATCH_SECONDS = Histogram(
+    "credits_ledger_batch_seconds",
+    "Time the Kafka ledger spends per batch, by phase: apply (decide + one database "
+    "transaction), reply (send and wait for Kafka's acks), commit (offsets to Kafka).",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+LEDGER_BATCH_RECORDS = Histogram(
+    "credits_ledger_batch_records",
+    "Records per batch the Kafka ledger applies in one transaction.",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
     registry=REGISTRY,
 )

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,7 +38,7 @@ from infra.event_store import (
     KafkaPositionConflict,
     StoredReply,
 )
-from infra.metrics import COMMANDS, DLQ_MESSAGES
+from infra.metrics import COMMANDS, DLQ_MESSAGES, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
@@ -49,8 +50,14 @@ CONSUMER_GROUP = "credits-ledger"
 # Records per batch, hence per database transaction: big enough to amortise the insert lock
 # (DESIGN §7), small enough that a batch is decided in well under a second.
 MAX_BATCH_RECORDS = 500
-# How long a poll waits when nothing is there (it returns at once when records are).
-POLL_TIMEOUT_MS = 100
+# How long a poll waits when nothing is there (it returns at once when records are). FastStream
+# also sleeps this long after an empty poll, so it bounds the delay of a record that arrives
+# into a quiet partition: small, at the price of ~100 idle polls a second.
+POLL_TIMEOUT_MS = 10
+# Offsets go to Kafka at most this often: they are advisory (PostgreSQL holds the positions),
+# and a commit is a round trip to the group coordinator that each batch would otherwise wait on.
+# A crash replays at most this much, and replays are recognised and answered from stored replies.
+COMMIT_INTERVAL_SECONDS = 0.2
 # Transient failures (database restarting, broker leader moving) are retried this often,
 # doubling the pause from the first; past that the consumer stops and says so.
 MAX_TRANSIENT_ATTEMPTS = 6
@@ -100,6 +107,9 @@ class LedgerConsumer:
         # partition -> next offset to apply, as stored in PostgreSQL (the source of truth).
         self._positions: dict[int, int] = {}
         self._committed: dict[int, int] = {}
+        # Offsets applied and replied to but not yet committed to Kafka, and when we last did.
+        self._uncommitted: dict[int, int] = {}
+        self._last_commit = 0.0
         # Set once consumption stopped on purpose; every later batch is rewound, not applied.
         self._halted: str | None = None
         self._producer = AIOKafkaProducer(
@@ -144,6 +154,7 @@ class LedgerConsumer:
             await stop.wait()
         finally:
             self._set_ready(False, "stopped")
+            await self._commit_pending()
             await self.broker.stop()
             await self._producer.stop()
 
@@ -201,7 +212,8 @@ class LedgerConsumer:
                 await self._retry(self.load_positions, "reading positions")
                 self._rewind(records)
                 return
-            await self._retry(lambda: self._send(outgoing), "sending replies")
+            with LEDGER_BATCH_SECONDS.labels(phase="reply").time():
+                await self._retry(lambda: self._send(outgoing), "sending replies")
         await self._commit(records)
 
     async def _apply_fresh(self, fresh: list[CommandRecord]) -> list[StoredReply]:
@@ -216,6 +228,8 @@ class LedgerConsumer:
         def keep_replies(replies: list[Reply]) -> dict[str, Any]:
             return {"kafka_replies": self._stored_replies(commands, replies, poisons)}
 
+        LEDGER_BATCH_RECORDS.observe(len(fresh))
+        started = time.perf_counter()
         replies = await self._retry(
             lambda: asyncio.to_thread(
                 self.service.handle_many,
@@ -225,6 +239,7 @@ class LedgerConsumer:
             ),
             "applying commands",
         )
+        LEDGER_BATCH_SECONDS.labels(phase="apply").observe(time.perf_counter() - started)
         for position in positions:
             self._positions[position.partition] = position.next_offset
         self._count(replies, poisons)
@@ -339,20 +354,40 @@ class LedgerConsumer:
             )
 
     async def _commit(self, records: list[CommandRecord]) -> None:
-        ends: dict[int, int] = {}
         for record in records:
-            ends[record.partition] = max(record.offset + 1, ends.get(record.partition, 0))
+            self._uncommitted[record.partition] = max(
+                record.offset + 1, self._uncommitted.get(record.partition, 0)
+            )
+        self.state.batches += 1
+        now = time.monotonic()
+        if now - self._last_commit < COMMIT_INTERVAL_SECONDS:
+            return
+        self._last_commit = now
+        ends, self._uncommitted = self._uncommitted, {}
         offsets = {TopicPartition(self.commands_topic, p): end for p, end in ends.items()}
         # Advisory: PostgreSQL holds the truth. A failed commit only means more replays later.
         try:
-            await self._consumer.commit(offsets)
+            with LEDGER_BATCH_SECONDS.labels(phase="commit").time():
+                await self._consumer.commit(offsets)
         except KafkaError as error:
             log.warning("offset commit failed; records will be replayed", error=str(error))
             return
         self._committed.update(ends)
-        self.state.batches += 1
         if self.state.batches % PRUNE_EVERY_BATCHES == 0:
             await self._prune()
+
+    async def _commit_pending(self) -> None:
+        """On a clean stop: what was applied and replied to need not be replayed."""
+        consumer = self._subscriber.consumer
+        if not self._uncommitted or consumer is None or self._halted is not None:
+            return
+        offsets = {
+            TopicPartition(self.commands_topic, p): end for p, end in self._uncommitted.items()
+        }
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as error:
+            log.warning("final offset commit failed; records will be replayed", error=str(error))
 
     async def _prune(self) -> None:
         for partition, committed in self._committed.items():
@@ -424,7 +459,8 @@ class _PositionListener(ConsumerRebalanceListener):
         self.ledger = ledger
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        # The next owner starts from the committed offsets: the fewer it replays, the better.
+        await self.ledger._commit_pending()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         try:
