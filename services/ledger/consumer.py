@@ -381,13 +381,12 @@ class LedgerConsumer:
         consumer = self._subscriber.consumer
         if not self._uncommitted or consumer is None or self._halted is not None:
             return
-        offsets = {
-            TopicPartition(self.commands_topic, p): end for p, end in self._uncommitted.items()
-        }
+        ends, self._uncommitted = self._uncommitted, {}
+        offsets = {TopicPartition(self.commands_topic, p): end for p, end in ends.items()}
         try:
             await consumer.commit(offsets)
         except KafkaError as error:
-            log.warning("final offset commit failed; records will be replayed", error=str(error))
+            log.warning("offset commit failed; records will be replayed", error=str(error))
 
     async def _prune(self) -> None:
         for partition, committed in self._committed.items():
