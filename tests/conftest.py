@@ -16,6 +16,7 @@ from psycopg import sql
 from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings
 from tests.kafka_client import KafkaTestClient
+from tests.ledger_harness import own_topics
 
 RUN_ID = uuid.uuid4().hex[:10]
 
@@ -61,3 +62,11 @@ async def kafka(settings: Settings, kafka_topics: list[str]) -> AsyncIterator[Ka
     await client.start()
     yield client
     await client.stop()
+
+
+@pytest.fixture
+async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
+    """Topics of one test's own, so no other test's records are consumed."""
+    own = await own_topics(settings)
+    yield own
+    await delete_topics(own, own.all_topics())

@@ -6,7 +6,6 @@ or import fixtures from): a `LedgerConsumer` on the real Kafka and PostgreSQL.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -15,27 +14,17 @@ from typing import Any
 import pytest
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
-from infra.kafka_topics import create_topics, delete_topics
+from infra.kafka_topics import delete_topics
 from infra.settings import Settings
 from services.client import CreditsClient
 from services.client.transport import ReplyRecord
 from services.ledger.application import LedgerApplication
-from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
+from tests.ledger_harness import RunningLedger, own_topics
 
 DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
 # Every client call in these tests ends within this; the ledger answers in milliseconds.
 CALL_TIMEOUT_SECONDS = 10.0
-
-
-async def own_topics(settings: Settings) -> Settings:
-    """Settings with topics of their own, so no other test's records are consumed."""
-    own = settings.model_copy(
-        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
-    )
-    await create_topics(own)
-    return own
 
 
 @pytest.fixture(scope="module")
@@ -43,28 +32,6 @@ async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings
     own = await own_topics(settings)
     yield own
     await delete_topics(own, own.all_topics())
-
-
-class RunningLedger:
-    def __init__(self, settings: Settings) -> None:
-        assert settings.topic_prefix, "tests run on their own topics"
-        self.app = LedgerApplication(env=event_store_env(settings))
-        self.service = LedgerService(self.app, DEMO, SystemClock())
-        self.consumer = LedgerConsumer(settings, self.service)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.consumer.run(self.stop))
-        async with asyncio.timeout(30):
-            while not self.consumer.state.ready:
-                await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=30)
-        self.app.close()
 
 
 @pytest.fixture(scope="module")

@@ -15,55 +15,17 @@ from eventsourcing.persistence import OperationalError
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
-from infra.kafka_topics import create_topics, delete_topics
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger import consumer as consumer_module
 from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
-from services.ledger.service import LedgerService, SystemClock
 from tests.kafka_client import KafkaTestClient, Received
+from tests.ledger_harness import RunningLedger
 
 pytestmark = pytest.mark.integration
 
 DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
-
-
-@pytest.fixture
-async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
-    """Settings with topics of this test's own, so no other test's records are consumed."""
-    own = settings.model_copy(
-        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
-    )
-    await create_topics(own)
-    yield own
-    await delete_topics(own, own.all_topics())
-
-
-class RunningLedger:
-    def __init__(self, settings: Settings, consumer_class: type[LedgerConsumer]) -> None:
-        self.app = LedgerApplication(env=event_store_env(settings))
-        self.service = LedgerService(self.app, DEMO, SystemClock())
-        self.consumer = consumer_class(self.settings_checked(settings), self.service)
-        self.stop = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-
-    @staticmethod
-    def settings_checked(settings: Settings) -> Settings:
-        assert settings.topic_prefix, "tests run on their own topics"
-        return settings
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.consumer.run(self.stop))
-        async with asyncio.timeout(30):
-            while not self.consumer.state.ready:
-                await asyncio.sleep(0.05)
-
-    async def close(self) -> None:
-        self.stop.set()
-        assert self.task is not None
-        await asyncio.wait_for(self.task, timeout=30)
-        self.app.close()
 
 
 @pytest.fixture

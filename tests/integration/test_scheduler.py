@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,6 @@ import pytest
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
-from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings, Topic
 from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
@@ -24,16 +22,6 @@ from tests.kafka_client import KafkaTestClient
 pytestmark = pytest.mark.integration
 
 DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
-
-
-@pytest.fixture
-async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
-    own = settings.model_copy(
-        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
-    )
-    await create_topics(own)
-    yield own
-    await delete_topics(own, own.all_topics())
 
 
 async def test_an_expired_hold_returns_its_credits_once_with_two_schedulers_running(

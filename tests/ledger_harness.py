@@ -1,0 +1,50 @@
+"""A Kafka ledger consumer running inside a test, on the real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+from domain.catalog import load_catalog
+from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics
+from infra.settings import Settings
+from services.ledger.application import LedgerApplication
+from services.ledger.consumer import LedgerConsumer
+from services.ledger.service import LedgerService, SystemClock
+
+DEMO = load_catalog(Path(__file__).resolve().parents[1] / "domain" / "catalogs" / "demo.toml")
+
+
+async def own_topics(settings: Settings) -> Settings:
+    """Settings with topics (and so a consumer group) of their own, created now."""
+    own = settings.model_copy(
+        update={"topic_prefix": f"{settings.topic_prefix}{uuid.uuid4().hex[:6]}."}
+    )
+    await create_topics(own)
+    return own
+
+
+class RunningLedger:
+    def __init__(
+        self, settings: Settings, consumer_class: type[LedgerConsumer] = LedgerConsumer
+    ) -> None:
+        assert settings.topic_prefix, "tests run on their own topics"
+        self.app = LedgerApplication(env=event_store_env(settings))
+        self.service = LedgerService(self.app, DEMO, SystemClock())
+        self.consumer = consumer_class(settings, self.service)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.consumer.run(self.stop))
+        async with asyncio.timeout(30):
+            while not self.consumer.state.ready:
+                await asyncio.sleep(0.05)
+
+    async def close(self) -> None:
+        self.stop.set()
+        assert self.task is not None
+        await asyncio.wait_for(self.task, timeout=30)
+        self.app.close()
