@@ -127,8 +127,17 @@ COMPONENTS: dict[str, Component] = {
 async def run_components(names: list[str], settings: Settings) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    try:
+        await _run_until_stopped(names, settings, stop)
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _run_until_stopped(names: list[str], settings: Settings, stop: asyncio.Event) -> None:
     log.info("starting", components=names)
     tasks: set[asyncio.Task[None]] = {
         asyncio.create_task(COMPONENTS[name](settings, stop), name=name) for name in names
@@ -145,6 +154,11 @@ async def run_components(names: list[str], settings: Settings) -> None:
             task.cancel()
     log.info("stopped", components=names)
     for task in done:
+        # A client library may end its own task cancelled while closing (aiokafka does when a
+        # broker is gone): stopped, not failed.
+        if task.cancelled():
+            log.warning("a component ended cancelled while stopping", component=task.get_name())
+            continue
         error = task.exception()
         if error is not None:
             raise error
