@@ -136,10 +136,26 @@ ensure_database() {
   fi
 }
 
+# The role and database answer over TCP with the configured password: all the service needs.
+database_answers() {
+  PGPASSWORD=$password PGCONNECT_TIMEOUT=5 "$bin_dir/psql" -h "$host" -p "$port" -U "$user" \
+    -d "$database" -qtA -c "SELECT 1" >/dev/null 2>&1
+}
+
 up() {
   ensure_installed
   if ready; then
     log "already answering on $host:$port"
+    if database_answers; then
+      log "ready: postgresql://$user@$host:$port/$database"
+      return 0
+    fi
+    if [ ! -f "$data_dir/postmaster.pid" ]; then
+      # Another checkout's (or the machine's) server holds the port: not ours to change.
+      log "a server on $host:$port that this checkout did not start refuses $user@$database;"
+      log "stop it, or set CREDITS_PG_PORT to a free port"
+      return 1
+    fi
   else
     init_once
     start
