@@ -140,6 +140,10 @@ format_once() {
 }
 
 up() {
+  # The jars belong to this checkout's stack even when a broker already answers (another
+  # checkout's): tests run Kafka's own Java code from them. A stamp check when cached.
+  ensure_java
+  ensure_jars
   if answers; then
     log "already answering on $host:$port"
     return 0
@@ -147,8 +151,6 @@ up() {
   if pid=$(running_pid); then
     log "process $pid is up but not answering yet; waiting"
   else
-    ensure_java
-    ensure_jars
     write_config
     format_once
     log "starting on $host:$port (heap ${heap_mb} MiB, logs in $log_dir)"
