@@ -9,10 +9,10 @@ the kafka-clients jar. librdkafka-based producers must set `partitioner=murmur2_
 
 from __future__ import annotations
 
-from aiokafka.partitioner import DefaultPartitioner
+from infra.kafka_producer import MURMUR2_PARTITIONER
 
 # Passed explicitly to the producer, so a changed library default cannot move accounts silently.
-PARTITIONER = DefaultPartitioner()
+PARTITIONER = MURMUR2_PARTITIONER
 
 
 def account_key(account_id: str) -> bytes:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from infra.kafka_producer import acknowledged_producer
 from infra.settings import Settings
 from services.client.errors import ClientClosed
-from services.client.partitioning import PARTITIONER
 from services.client.reply_topic import (
     delete_reply_topic,
     ensure_reply_topic,
@@ -108,15 +108,7 @@ class KafkaTransport:
         if self._create_reply_topic:
             await ensure_reply_topic(settings, self.reply_topic, self._reply_retention_seconds)
         partitions = await wait_for_partitions(settings, self.reply_topic)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=self._client_id,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=1,
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-            partitioner=PARTITIONER,
-        )
+        self._producer = acknowledged_producer(settings, self._client_id)
         await self._producer.start()
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap,

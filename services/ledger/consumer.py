@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 from eventsourcing.persistence import PersistenceError
@@ -38,6 +38,7 @@ from infra.event_store import (
     KafkaPositionConflict,
     StoredReply,
 )
+from infra.kafka_producer import acknowledged_producer
 from infra.metrics import COMMANDS, DLQ_MESSAGES, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
@@ -112,14 +113,7 @@ class LedgerConsumer:
         self._last_commit = 0.0
         # Set once consumption stopped on purpose; every later batch is rewound, not applied.
         self._halted: str | None = None
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="credits-ledger",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=1,
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-        )
+        self._producer = acknowledged_producer(settings, "credits-ledger")
         self.broker = KafkaBroker(
             settings.kafka_bootstrap,
             client_id="credits-ledger",

@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError
 
 from domain.commands import parse_command
 from domain.errors import LedgerError
+from infra.kafka_producer import acknowledged_producer
 from infra.settings import Settings, Topic
 from services.payments import metrics
 from services.payments.customers import Customers, PostgresCustomers
@@ -164,13 +165,7 @@ async def run_payments(
         cancel_url=settings.checkout_cancel_url,
     )
     timeout_ms = int(settings.kafka_request_timeout_seconds * 1000)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="credits-payments",
-        acks="all",
-        enable_idempotence=True,
-        request_timeout_ms=timeout_ms,
-    )
+    producer = acknowledged_producer(settings, "credits-payments")
     consumer = AIOKafkaConsumer(
         settings.topic(Topic.STRIPE_EVENTS),
         settings.topic(Topic.EVENTS),

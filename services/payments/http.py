@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from domain.catalog import Catalog, load_catalog
 from domain.errors import ErrorCode
+from infra.kafka_producer import acknowledged_producer
 from infra.settings import Settings, Topic
 from services.payments import metrics
 from services.payments.checkout import (
@@ -56,13 +57,7 @@ class _TooLarge(Exception):
 
 def payments_producer(settings: Settings) -> AIOKafkaProducer:
     """The producer the webhook route needs (start it in the app's lifespan)."""
-    return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="credits-webhooks",
-        acks="all",
-        enable_idempotence=True,
-        request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-    )
+    return acknowledged_producer(settings, "credits-webhooks")
 
 
 def payment_routes(

@@ -19,12 +19,12 @@ from dataclasses import dataclass
 
 import psycopg
 import structlog
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from eventsourcing.persistence import Notification, PersistenceError
 
 from domain.account import Account
 from infra.event_store import CreditsPostgresRecorder
+from infra.kafka_producer import acknowledged_producer
 from infra.settings import Settings, Topic
 from services.ledger.application import LedgerApplication
 from services.relay.cloud_events import CONTENT_TYPE, cloud_event, encode
@@ -61,14 +61,7 @@ class OutboxRelay:
         self.recorder = recorder
         self.topic = settings.topic(Topic.EVENTS)
         self.state = RelayState()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="credits-relay",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=2,
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-        )
+        self._producer = acknowledged_producer(settings, "credits-relay", linger_ms=2)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()

@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from aiokafka import AIOKafkaProducer
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.account import Account
 from domain.clock import Clock
 from infra.event_store import CreditsPostgresRecorder
+from infra.kafka_producer import acknowledged_producer
 from infra.settings import Settings, Topic
 from services.ledger.application import LedgerApplication
 
@@ -52,13 +52,7 @@ class Scheduler:
         self.clock = clock
         self.topic = settings.topic(Topic.COMMANDS)
         self.state = SchedulerState()
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id="credits-scheduler",
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-        )
+        self._producer = acknowledged_producer(settings, "credits-scheduler")
 
     async def run(self, stop: asyncio.Event) -> None:
         await self._producer.start()
