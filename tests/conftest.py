@@ -9,12 +9,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings
+from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient
 from tests.ledger_harness import own_topics
 
@@ -38,13 +37,8 @@ def settings(base_settings: Settings) -> Settings:
 @pytest.fixture(scope="session")
 def pg_database(base_settings: Settings, settings: Settings) -> Iterator[str]:
     """A fresh PostgreSQL database for this test session; yields its DSN."""
-    admin_dsn = base_settings.pg_dsn()
-    name = sql.Identifier(settings.pg_database)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    yield settings.pg_dsn()
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    with fresh_database(base_settings, settings.pg_database):
+        yield settings.pg_dsn()
 
 
 @pytest.fixture(scope="session")

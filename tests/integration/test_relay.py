@@ -9,9 +9,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
@@ -20,6 +18,7 @@ from infra.settings import Settings, Topic
 from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 from services.relay.relay import OutboxRelay
+from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient
 
 pytestmark = pytest.mark.integration
@@ -37,15 +36,10 @@ async def own(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
             "pg_database": f"{settings.pg_database}_{suffix}",
         }
     )
-    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(mine.pg_database)))
-    await create_topics(mine)
-    yield mine
-    await delete_topics(mine, mine.all_topics())
-    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(mine.pg_database))
-        )
+    with fresh_database(settings, mine.pg_database):
+        await create_topics(mine)
+        yield mine
+        await delete_topics(mine, mine.all_topics())
 
 
 def write_history(settings: Settings, accounts: int, spends: int) -> int:

@@ -14,12 +14,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import stripe
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from psycopg import sql
 from starlette.applications import Starlette
 
 from domain.account import Account
@@ -34,6 +32,7 @@ from services.payments.consumer import run_payments
 from services.payments.customers import PostgresCustomers
 from services.payments.http import payment_routes, payments_producer
 from services.relay.cloud_events import cloud_event
+from tests.databases import fresh_database
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 OLD_SECRET = "whsec_old_test_secret"
@@ -192,13 +191,8 @@ async def payment_topics(payment_settings: Settings) -> AsyncIterator[list[str]]
 
 @pytest.fixture(scope="session")
 def payment_database(base_settings: Settings, payment_settings: Settings) -> Iterator[str]:
-    admin_dsn = base_settings.pg_dsn()
-    name = sql.Identifier(payment_settings.pg_database)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
-    yield payment_settings.pg_dsn()
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    with fresh_database(base_settings, payment_settings.pg_database):
+        yield payment_settings.pg_dsn()
 
 
 @pytest.fixture(scope="session")
