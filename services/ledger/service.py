@@ -11,8 +11,8 @@ import json
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack, suppress
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -115,21 +115,27 @@ class LedgerService:
         save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None,
         save_kwargs: dict[str, Any],
     ) -> list[Reply]:
+        touched = list(dict.fromkeys(c.account_id for c in parsed if not isinstance(c, Reply)))
         for attempt in range(1, self.max_attempts + 1):
-            decisions = self._decide(parsed, self.clock.now())
-            changed = [a for a in decisions.accounts.values() if a and a.pending_events]
-            extra = save_with_replies(decisions.replies) if save_with_replies else {}
             try:
+                decisions = self._decide(parsed, self.clock.now())
+                changed = [a for a in decisions.accounts.values() if a and a.pending_events]
+                extra = save_with_replies(decisions.replies) if save_with_replies else {}
                 recordings = self.app.save(
                     *changed, receipts=decisions.receipts, **save_kwargs, **extra
                 )
             except IntegrityError:
                 # Someone else wrote these accounts: what is cached of them is stale.
-                self._forget(decisions.accounts)
+                self.app.forget(touched)
                 if attempt == self.max_attempts:
                     raise
                 time.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
                 continue
+            except BaseException:
+                # The batch changed cached accounts in place (see `LedgerApplication.accounts`)
+                # and was not saved: the cache must not keep those changes.
+                self.app.forget(touched)
+                raise
             positions = {
                 (str(r.notification.originator_id), r.notification.originator_version): (
                     r.notification.id
@@ -259,20 +265,14 @@ class LedgerService:
         Copying every account before every command would make a refusal free but every
         acceptance expensive (quadratic on a hot account); refusals are the rarer case.
         """
+        # The cached account is the one the refused command changed: read the saved one.
+        self.app.forget([account_id])
         account = self._load(account_id)
         for event in accepted:
             account = event.mutate(account)
         if account is not None:
             account._pending_events = list(accepted)
         return account
-
-    def _forget(self, account_ids: Iterable[str]) -> None:
-        cache = self.app.repository.cache
-        if cache is None:
-            return
-        for account_id in account_ids:
-            with suppress(KeyError):
-                cache.get(account_id, evict=True)
 
     def _load(self, account_id: str) -> Account | None:
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
 from domain.catalog import load_catalog, parse_catalog
@@ -230,4 +231,38 @@ def test_two_processes_racing_on_one_account_apply_each_command_once(
     stored = list(reader.events.get(account_id))
     assert sum(isinstance(e, Account.Consumed) for e in stored) == 100
     for app in [*apps, reader]:
+        app.close()
+
+
+def test_a_batch_that_fails_to_save_leaves_the_cached_account_as_saved(
+    settings: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger's batches change cached accounts in place (no copy): a save that fails with
+    something other than a version conflict (the database went away) must not leave those
+    changes in the cache, or the retry would apply the command twice."""
+    app = _app(settings, AGGREGATE_CACHE_FASTFORWARD="n")
+    service = LedgerService(app, PAY_AS_YOU_GO, StepClock(datetime(2024, 1, 31, tzinfo=UTC)))
+    account_id = f"fails-{uuid.uuid4().hex[:8]}"
+    service.handle(_command(account_id, "open_account", plan="payg"))
+    service.handle(_command(account_id, "grant", credit_type="credits", amount=100, source="admin"))
+    spend = _command(account_id, "consume", action="call", quantity=10)
+
+    def database_gone(*args: Any, **kwargs: Any) -> Any:
+        raise OperationalError("server closed the connection unexpectedly")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(app.recorder, "insert_events", database_gone)
+        with pytest.raises(OperationalError):
+            service.handle(spend)
+
+    retried = service.handle(spend)
+    assert retried.status == "accepted"
+    assert retried.balances["credits"].available == 90
+    fresh = _app(settings)
+    try:
+        stored: Account = fresh.repository.get(account_id)
+        assert stored.balances(PAY_AS_YOU_GO)["credits"]["available"] == 90
+        assert stored.version == app.repository.get(account_id).version
+    finally:
+        fresh.close()
         app.close()
