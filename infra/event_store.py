@@ -8,13 +8,21 @@ takes no table lock and drops tracking rows (DESIGN §8).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import eventsourcing.postgres as es_postgres
-from eventsourcing.persistence import IntegrityError, PersistenceError, StoredEvent
+from eventsourcing.persistence import (
+    AggregateRecorder,
+    ApplicationRecorder,
+    IntegrityError,
+    PersistenceError,
+    ProcessRecorder,
+    StoredEvent,
+)
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -438,6 +446,37 @@ def _stored_event(row: DictRow) -> StoredEvent:
 class CreditsPostgresFactory(es_postgres.PostgresFactory):
     application_recorder_class = CreditsPostgresRecorder
     process_recorder_class = CreditsPostgresRecorder
+
+    # Components starting together on a fresh database (`credits run all`, or several
+    # processes) would race on `CREATE TABLE IF NOT EXISTS`, which is not safe concurrently
+    # (a duplicate row type fails one of them): tables are created one creator at a time.
+    def aggregate_recorder(self, purpose: str = "events") -> AggregateRecorder:
+        with self._creating_tables():
+            return super().aggregate_recorder(purpose)
+
+    def application_recorder(self) -> ApplicationRecorder:
+        with self._creating_tables():
+            return super().application_recorder()
+
+    def process_recorder(self) -> ProcessRecorder:
+        with self._creating_tables():
+            return super().process_recorder()
+
+    @contextlib.contextmanager
+    def _creating_tables(self) -> Iterator[None]:
+        if not self.env_create_table():
+            yield
+            return
+        with self.datastore.get_connection() as conn:
+            conn.execute(SQL("SELECT pg_advisory_lock(%s)"), (_CREATE_TABLES_LOCK,))
+            try:
+                yield
+            finally:
+                conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (_CREATE_TABLES_LOCK,))
+
+
+# Any fixed number: the key of the session lock table creators take turns with.
+_CREATE_TABLES_LOCK = 0x63726564_74626C73  # "cred" "tbls"
 
 
 def event_store_env(settings: Settings, database: str | None = None) -> dict[str, str]:
