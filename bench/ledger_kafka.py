@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.kafka_producer import acknowledged_producer
 from infra.kafka_topics import partition_counts
 from infra.settings import PROJECT_DIR, Settings, Topic
 from services.ledger.application import LedgerApplication
@@ -181,13 +182,8 @@ def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
 async def ledger_rows(settings: Settings) -> list[BenchRow]:
     await asyncio.to_thread(open_accounts, settings)
     ledger = _start_ledger(settings)
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-        max_batch_size=256 * 1024,
-    )
+    # As a producer service using our client would send (services/client).
+    producer = acknowledged_producer(settings, "credits-bench")
     replies = Replies(settings)
     topic = settings.topic(Topic.COMMANDS)
     try:

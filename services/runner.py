@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Coroutine, Generator
 from typing import Any
 
@@ -19,6 +20,7 @@ from aiokafka.errors import KafkaError
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.gc_pacing import pace_garbage_collection
 from infra.settings import Settings
 from projections.runner import run_projector
 from services.api.app import create_app
@@ -87,15 +89,80 @@ async def _start_when_kafka_answers(producer: AIOKafkaProducer, stop: asyncio.Ev
 
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
+    # On a thread and event loop of its own: the consumer applies each batch on its loop's
+    # thread (see LedgerConsumer._apply_fresh), which must not stall the API or any other
+    # component sharing this process (`credits run all`).
+    await _on_own_thread(_run_ledger_here, settings, stop, name="ledger")
+
+
+async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
     # The ledger is its partitions' only writer, so its cached accounts are current: no query
     # per account to fast-forward them. Another writer (the API's synchronous commands) shows
     # up as a version conflict, on which the service forgets the cached account and retries.
     app = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": "n"})
+    # Its cache of accounts is most of the process's objects: see infra/gc_pacing.py.
+    pace_garbage_collection()
     try:
         service = LedgerService(app, load_catalog(settings.catalog_path), SystemClock())
         await LedgerConsumer(settings, service).run(stop)
     finally:
         app.close()
+
+
+async def _on_own_thread(
+    component: Component, settings: Settings, stop: asyncio.Event, *, name: str
+) -> None:
+    """Runs `component` on a new thread with its own event loop; `stop` reaches it there."""
+    outer = asyncio.get_running_loop()
+    started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = outer.create_future()
+    finished: asyncio.Future[None] = outer.create_future()
+
+    def settle(error: BaseException | None) -> None:
+        if finished.done():
+            return
+        if error is None:
+            finished.set_result(None)
+        else:
+            finished.set_exception(error)
+
+    async def serve() -> None:
+        own_stop = asyncio.Event()
+        outer.call_soon_threadsafe(started.set_result, (asyncio.get_running_loop(), own_stop))
+        await component(settings, own_stop)
+
+    def main() -> None:
+        error: BaseException | None = None
+        try:
+            asyncio.run(serve())
+        except BaseException as caught:  # handed to the runner, which decides what it means
+            error = caught
+        with contextlib.suppress(RuntimeError):  # the runner's loop is gone: nobody to tell
+            outer.call_soon_threadsafe(settle, error)
+
+    # A daemon: a component that ignores its stop must not keep the process alive.
+    threading.Thread(target=main, name=name, daemon=True).start()
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        either: set[asyncio.Future[Any]] = {finished, stopping}
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        if not finished.done():
+            either = {started, finished}
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            _tell_to_stop(started)
+        await finished
+    except asyncio.CancelledError:
+        # The runner gave up waiting: the thread is told to stop, and not waited for.
+        _tell_to_stop(started)
+        raise
+    finally:
+        stopping.cancel()
+
+
+def _tell_to_stop(started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]]) -> None:
+    if started.done():
+        loop, own_stop = started.result()
+        with contextlib.suppress(RuntimeError):  # its loop has closed: it stopped already
+            loop.call_soon_threadsafe(own_stop.set)
 
 
 async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
