@@ -25,8 +25,8 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_producer import acknowledged_producer
 from infra.kafka_topics import partition_counts
+from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings, Topic
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")

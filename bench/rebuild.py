@@ -19,11 +19,11 @@ from typing import Any
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.rebuild import ShadowBuilder
 from projections.runner import open_read_side
 from projections.store import SHADOW_SUFFIX, checksum
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService
 
 TARGET_EVENTS = 1_000_000

@@ -17,8 +17,8 @@ from eventsourcing.utils import resolve_topic
 
 from domain.account import Account
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.ledger.application import LedgerApplication
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,10 @@ from aiokafka.errors import KafkaError
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.gc_pacing import pace_garbage_collection
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.runner import run_projector
 from services.api.app import create_app
-from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments

@@ -9,8 +9,8 @@ from pathlib import Path
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
 

@@ -11,11 +11,11 @@ import asyncpg
 
 from domain.catalog import Catalog, load_catalog
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.pg_pool import create_pool
 from infra.settings import Settings
 from projections.registry import build_projections
 from projections.store import ensure_tables
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 
 

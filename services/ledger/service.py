@@ -27,8 +27,8 @@ from domain.clock import Clock
 from domain.commands import Command, OpenAccount, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
+from infra.ledger_application import LedgerApplication
 from infra.receipts import Receipt, ReceiptReader
-from services.ledger.application import LedgerApplication
 
 # A batch is one database transaction: bounded so that a retry stays cheap.
 MAX_BATCH = 1000

@@ -13,8 +13,8 @@ from eventsourcing.application import AggregateNotFoundError
 
 from domain.account import Account
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.ledger.application import LedgerApplication
 
 
 def ledger_plan_of(settings: Settings) -> Callable[[str], Awaitable[str | None]]:

@@ -24,8 +24,8 @@ from domain.account import Account
 from domain.clock import Clock
 from infra.event_store import CreditsPostgresRecorder
 from infra.kafka_producer import acknowledged_producer
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
-from services.ledger.application import LedgerApplication
 
 log = structlog.get_logger("credits.scheduler")
 

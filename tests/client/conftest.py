@@ -15,10 +15,10 @@ import pytest
 
 from domain.catalog import load_catalog
 from infra.kafka_topics import delete_topics
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from services.client import CreditsClient
 from services.client.transport import ReplyRecord
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 from tests.ledger_harness import RunningLedger, own_topics
 

@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import psycopg
 
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.ledger.application import LedgerApplication
 from tests.databases import fresh_database
 
 STARTING_TOGETHER = 6

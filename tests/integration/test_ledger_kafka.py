@@ -15,10 +15,10 @@ from eventsourcing.persistence import OperationalError
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger import consumer as consumer_module
-from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from tests.kafka_client import KafkaTestClient, Received
 from tests.ledger_harness import RunningLedger

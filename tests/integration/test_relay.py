@@ -14,8 +14,8 @@ import pytest
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 from services.relay.relay import OutboxRelay
 from tests.databases import fresh_database

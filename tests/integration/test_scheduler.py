@@ -12,8 +12,8 @@ import pytest
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
-from services.ledger.application import LedgerApplication
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
 from services.scheduler.scheduler import Scheduler

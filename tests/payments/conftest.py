@@ -24,9 +24,9 @@ from domain.account import Account
 from domain.catalog import Catalog, load_catalog
 from domain.replies import Reply
 from infra.kafka_topics import create_topics, delete_topics
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe, free_port
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
 from services.payments.customers import PostgresCustomers

@@ -19,8 +19,8 @@ from eventsourcing.application import AggregateNotFoundError
 
 from domain.account import Account
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
-from services.ledger.application import LedgerApplication
 from services.payments.customers import PostgresCustomers
 from tests.kafka_client import KafkaTestClient
 from tests.payments.conftest import wait_for_link

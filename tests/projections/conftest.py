@@ -14,9 +14,9 @@ from domain.account import Account
 from domain.catalog import Catalog, load_catalog
 from domain.replies import Reply
 from infra.event_store import event_store_env
+from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.runner import ReadSide, open_read_side
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService
 
 

@@ -15,9 +15,9 @@ import pytest
 
 from domain.account import Account
 from domain.catalog import load_catalog
+from infra.ledger_application import LedgerApplication
 from projections.batch import BatchState
 from projections.registry import build_projections
-from services.ledger.application import LedgerApplication
 from services.ledger.service import LedgerService
 from tests.projections.folds import (
     expected_balances,

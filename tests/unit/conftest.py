@@ -12,7 +12,7 @@ import pytest
 from domain.account import Account
 from domain.catalog import Catalog, load_catalog, parse_catalog
 from domain.replies import Reply
-from services.ledger.application import LedgerApplication
+from infra.ledger_application import LedgerApplication
 from services.ledger.service import LedgerService
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"

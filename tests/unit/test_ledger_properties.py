@@ -22,7 +22,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from domain.account import Account
 from domain.catalog import load_catalog
 from domain.periods import add_months_clamped
-from services.ledger.application import LedgerApplication
+from infra.ledger_application import LedgerApplication
 from services.ledger.service import LedgerService
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
