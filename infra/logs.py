@@ -41,5 +41,6 @@ def configure_logging(level: str, log_format: str) -> None:
     faststream = logging.getLogger("faststream")
     faststream.handlers[:] = []
     faststream.propagate = True
+    faststream.setLevel(logging.NOTSET)  # and obey CREDITS_LOG_LEVEL like every other logger
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))

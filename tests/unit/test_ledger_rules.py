@@ -453,6 +453,21 @@ def test_the_same_command_id_with_another_payload_is_a_conflict(ledger):
     assert ledger.available("credits") == 8
 
 
+def test_a_retry_that_would_now_be_refused_still_answers_duplicate(ledger):
+    """Receipts are read only when a batch needs them (see LedgerService._decide_and_save):
+    a retry decided afresh as a refusal writes nothing that could conflict, so it is checked."""
+    ledger.ok("open_account", plan="basic")
+    first = ledger.send("consume", command_id="drain", credit_type="credits", amount=10)
+    assert first.status == "accepted" and ledger.available("credits") == 0
+    version = ledger.version()
+
+    again = ledger.send("consume", command_id="drain", credit_type="credits", amount=10)
+    assert again.status == "duplicate" and again.balances == first.balances
+    other = ledger.send("consume", command_id="drain", credit_type="credits", amount=9)
+    assert other.status == "rejected" and other.error.code == "idempotency_conflict"
+    assert ledger.version() == version
+
+
 def test_a_rejected_command_is_decided_afresh_on_retry(ledger):
     ledger.ok("open_account", plan="basic")
     ledger.ok("consume", credit_type="credits", amount=10)
