@@ -14,7 +14,7 @@ from contextlib import suppress
 from dataclasses import fields
 from typing import Any, cast
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
@@ -104,6 +104,33 @@ class LedgerApplication(Application[str]):
         for account_id in account_ids:
             with suppress(KeyError):
                 cache.get(account_id, evict=True)
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[str]) -> None:
+        """Snapshots of the saved accounts as they are in memory, with no read of the store.
+
+        The library rebuilds an account from the store to snapshot it at an exact multiple of
+        the interval: up to `interval` events read and replayed inside the save, a stall of
+        the ledger's batch (10-30 ms) every `interval` events of a busy account. A save leaves
+        each account it saved equal to the fold of its stored events, so that is what is
+        snapshotted, at the version the save left it, whenever the save carried the account
+        across a multiple of the interval.
+        """
+        if self.snapshots is None or not self.snapshotting_intervals:
+            return
+        first_saved: dict[str, int] = {}
+        for event in processing_event.events:
+            first_saved.setdefault(str(event.originator_id), event.originator_version)
+        snapshots = []
+        interval = self.snapshotting_intervals.get(Account)
+        for account_id, account in processing_event.aggregates.items():
+            first = first_saved.get(str(account_id))
+            if interval is None or first is None or not isinstance(account, Account):
+                continue
+            assert not account.pending_events, "snapshots are taken after the save"
+            if account.version // interval > (first - 1) // interval:
+                snapshots.append(Account.Snapshot.take(account))
+        if snapshots:
+            self.snapshots.put(snapshots)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)

@@ -233,3 +233,37 @@ async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothin
     replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=len(bodies)))
     assert all(replies[b["command_id"]][0]["status"] == "accepted" for b in bodies)
     assert sum(isinstance(e, Account.Consumed) for e in stored_events(topics, account)) == 5
+
+
+async def test_stored_replies_below_the_committed_offsets_are_pruned(
+    topics: Settings,
+    kafka: KafkaTestClient,
+    start_ledger: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumer_module, "COMMIT_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(consumer_module, "PRUNE_INTERVAL_SECONDS", 0.0)
+    ledger = await start_ledger()
+    consumer: LedgerConsumer = ledger.consumer
+    account = f"prune-{uuid.uuid4().hex[:6]}"
+    await send(kafka, topics, command(account, "open_account", plan="pro"))
+    for _ in range(20):
+        await send(kafka, topics, command(account, "consume", action="lookup", quantity=1))
+    await kafka.read(topics.topic(Topic.REPLIES), count=21)
+
+    def kept() -> list[int]:
+        return [
+            reply.offset
+            for partition in range(4)
+            for reply in consumer.recorder.select_stored_replies(
+                consumer.consumer_group, consumer.commands_topic, partition, 0, 10**9
+            )
+        ]
+
+    async with asyncio.timeout(20):
+        # Every batch after the first commits, and prunes what an earlier commit covered;
+        # one more record moves the commit past the last batch.
+        while len(kept()) > 1:
+            await send(kafka, topics, command(account, "consume", action="lookup", quantity=1))
+            await asyncio.sleep(0.2)
+    assert consumer.state.commands_by_status.get("accepted", 0) >= 21

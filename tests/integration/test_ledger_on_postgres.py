@@ -266,3 +266,31 @@ def test_a_batch_that_fails_to_save_leaves_the_cached_account_as_saved(
     finally:
         fresh.close()
         app.close()
+
+
+def test_a_batch_is_snapshotted_from_memory_at_the_version_it_saved(
+    settings: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account_id = f"snap-{uuid.uuid4().hex[:8]}"
+    writer_app = _app(settings, LEDGER_SNAPSHOT_INTERVAL="5", AGGREGATE_CACHE_FASTFORWARD="n")
+
+    def reads_the_store(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the library's snapshot rebuilds the account from the store")
+
+    monkeypatch.setattr(writer_app, "take_snapshot", reads_the_store)
+    writer = LedgerService(writer_app, DEMO, StepClock(datetime(2024, 1, 31, 10, tzinfo=UTC)))
+    replies = writer.handle_many(_busy_history(account_id))
+    assert [r.status for r in replies] == ["accepted"] * len(replies), [r.error for r in replies]
+    in_memory: Account = writer_app.repository.get(account_id)
+    assert in_memory.version % 5 != 0, "the batch ends between two multiples of the interval"
+
+    reader_app = _app(settings, LEDGER_SNAPSHOT_INTERVAL="5", AGGREGATE_CACHE_MAXSIZE="0")
+    try:
+        assert reader_app.snapshots is not None
+        (latest,) = reader_app.snapshots.get(account_id, desc=True, limit=1)
+        assert latest.originator_version == in_memory.version
+        reloaded: Account = reader_app.repository.get(account_id)
+        assert _state(reloaded) == _state(in_memory)
+    finally:
+        reader_app.close()
+        writer_app.close()
