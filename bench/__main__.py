@@ -7,7 +7,7 @@ include another run's data and the service's own database is untouched.
 from __future__ import annotations
 
 import asyncio
-import importlib
+import os
 import signal
 import sys
 import uuid
@@ -17,6 +17,7 @@ from psycopg import sql
 
 from bench.ledger_kafka import ledger_rows
 from bench.pgbench import pgbench_rows
+from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow
 from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings
@@ -54,24 +55,21 @@ async def main() -> list[BenchRow]:
     settings = base.model_copy(
         update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}."}
     )
+    # Each benchmark starts with nothing of the one before left for the kernel to write:
+    # pgbench's burst of writes, flushed behind the ledger's commits, added ~20 ms to its p99.
     _recreate_database(base)
+    os.sync()
+    rows = await asyncio.to_thread(pgbench_rows, settings)
+    _recreate_database(base)
+    os.sync()
     await create_topics(settings)
     try:
-        ledger = await ledger_rows(settings)
+        rows += await ledger_rows(settings)
     finally:
         await delete_topics(settings, settings.all_topics())
-    # After the ledger, though printed first: pgbench's burst of writes keeps the disk busy
-    # (a checkpoint) for minutes after it ends, which the ledger's latency would pay for
-    # (measured: p99 at 500/s 32 ms on its own, 51 ms right after pgbench).
-    rows = await asyncio.to_thread(pgbench_rows, settings) + ledger
-    # Benchmarks other issues add (e.g. projection rebuild), each `run(settings)` in its module.
-    for module_name in ("bench.rebuild",):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError:
-            continue
-        _recreate_database(base)
-        rows += await module.run(settings)
+    _recreate_database(base)
+    os.sync()
+    rows += await rebuild_rows(settings)
     return rows
 
 
