@@ -28,10 +28,20 @@ async def own_topics(settings: Settings) -> Settings:
 
 class RunningLedger:
     def __init__(
-        self, settings: Settings, consumer_class: type[LedgerConsumer] = LedgerConsumer
+        self,
+        settings: Settings,
+        consumer_class: type[LedgerConsumer] = LedgerConsumer,
+        *,
+        as_in_production: bool = False,
     ) -> None:
+        """`as_in_production`: the cache is trusted as `credits run ledger` trusts it (no
+        fast-forward, so an account in it is not read again); by default each account is
+        read again, which lets tests write to the ledger's database from elsewhere."""
         assert settings.topic_prefix, "tests run on their own topics"
-        self.app = LedgerApplication(env=event_store_env(settings))
+        fastforward = "n" if as_in_production else "y"
+        self.app = LedgerApplication(
+            env={**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": fastforward}
+        )
         self.service = LedgerService(self.app, DEMO, SystemClock())
         self.consumer = consumer_class(settings, self.service)
         self.stop = asyncio.Event()

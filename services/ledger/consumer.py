@@ -62,8 +62,10 @@ TOP_UP_WAIT_MS = 1
 # A crash replays at most this much, and replays are recognised and answered from stored replies.
 COMMIT_INTERVAL_SECONDS = 0.2
 # Transient failures (database restarting, broker leader moving) are retried this often,
-# doubling the pause from the first; past that the consumer stops and says so.
-MAX_TRANSIENT_ATTEMPTS = 6
+# doubling the pause from the first: 63.5 s of pauses, so a restart or failover of about a
+# minute is ridden out (each attempt fails fast, or within one connect timeout: see
+# CreditsPostgresRecorder.insert_events); past that the consumer stops and says so.
+MAX_TRANSIENT_ATTEMPTS = 8
 FIRST_RETRY_PAUSE_SECONDS = 0.5
 # Stored replies below the offsets committed to Kafka are deleted this often, in the
 # background: a batch never waits for the delete (it took ~40 ms after a burst).
@@ -135,6 +137,10 @@ class LedgerConsumer:
             batch_timeout_ms=POLL_TIMEOUT_MS,
             # Offsets are committed by hand, after the database commit (DESIGN §8).
             ack_policy=AckPolicy.MANUAL,
+            # The ledger sends its replies itself. Left on, FastStream answers a record's
+            # `reply_to` with the handler's return value: an empty record carrying the sender's
+            # correlation id, which a client waiting for a reply would take for the answer.
+            no_reply=True,
             auto_offset_reset="earliest",
             listener=_PositionListener(self),
             max_poll_interval_ms=300_000,
@@ -245,6 +251,7 @@ class LedgerConsumer:
                 [d.command for d in commands],
                 save_with_replies=keep_replies,
                 kafka_positions=positions,
+                single_attempt=True,  # retried by `_retry`, the loop answering in between
             )
 
         replies = await self._retry(handle_here, "applying commands")
@@ -429,6 +436,8 @@ class LedgerConsumer:
                 log.warning(
                     "transient failure; retrying", doing=doing, attempt=number, error=str(error)
                 )
+                if isinstance(error, PersistenceError):
+                    await asyncio.to_thread(self.recorder.drop_broken_connections)
                 await asyncio.sleep(pause_seconds)
                 pause_seconds *= 2
         raise AssertionError("unreachable")

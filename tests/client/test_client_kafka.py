@@ -116,6 +116,36 @@ async def test_a_retry_with_the_same_command_id_is_a_duplicate_with_the_original
     assert client.balance(acct) == later.balances
 
 
+async def test_each_call_gets_exactly_one_record_on_its_reply_topic(
+    topics: Settings, ledger: RunningLedger, make_client: ClientFactory
+) -> None:
+    """Only the ledger's replies: no framework answer to `reply_to` beside them (FastStream's
+    is an empty record with the sender's correlation id, which a client reads as the reply)."""
+    client = await make_client()
+    acct = account("once")
+    replies = [await client.open_account(acct, "pro")]
+    replies += [await client.consume(acct, "lookup") for _ in range(4)]
+    assert [r.status for r in replies] == ["accepted"] * 5
+
+    consumer = AIOKafkaConsumer(
+        client.reply_topic,
+        bootstrap_servers=topics.kafka_bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        values: list[bytes | None] = []
+        deadline = time.monotonic() + 2  # an extra record would come right after its reply
+        while time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                values += [r.value for r in records]
+    finally:
+        await consumer.stop()
+    assert len(values) == 5, values
+    assert all(values)
+
+
 async def test_concurrent_calls_each_get_their_own_reply(
     ledger: RunningLedger, make_client: ClientFactory
 ) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
+from typing import Any
 
+import eventsourcing.utils
 import pytest
 from eventsourcing.application import Application
 from eventsourcing.domain import (
@@ -15,6 +17,7 @@ from eventsourcing.domain import (
     MetaDomainEvent,
     event,
 )
+from eventsourcing.persistence import OperationalError
 
 from infra.event_store import CreditsPostgresRecorder, event_store_env
 from infra.receipts import Receipt, ReceiptConflict
@@ -97,3 +100,26 @@ def test_receipts_are_scoped_by_account(app: Application[str]) -> None:
     assert isinstance(recorder, CreditsPostgresRecorder)
     found = recorder.select_receipts([(first, "same-id"), (second, "same-id")])
     assert set(found) == {(first, "same-id"), (second, "same-id")}
+
+
+@pytest.mark.parametrize(("single_attempt", "attempts"), [(False, 10), (True, 1)])
+def test_a_caller_with_retries_of_its_own_gets_a_single_attempt(
+    app: Application[str],
+    monkeypatch: pytest.MonkeyPatch,
+    single_attempt: bool,
+    attempts: int,
+) -> None:
+    recorder = app.recorder
+    assert isinstance(recorder, CreditsPostgresRecorder)
+    calls: list[int] = []
+
+    def database_gone(*args: Any, **kwargs: Any) -> None:
+        calls.append(1)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(recorder, "_insert_events", database_gone)
+    # The library's pause between its tries.
+    monkeypatch.setattr(eventsourcing.utils, "sleep", lambda seconds: None)
+    with pytest.raises(OperationalError):
+        app.save(Counter(f"gone-{uuid.uuid4().hex[:8]}"), single_attempt=single_attempt)
+    assert len(calls) == attempts

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from eventsourcing.persistence import OperationalError
 
@@ -34,8 +35,10 @@ async def start_ledger(
 ) -> AsyncIterator[Callable[..., Any]]:
     running: list[RunningLedger] = []
 
-    async def start(consumer_class: type[LedgerConsumer] = LedgerConsumer) -> RunningLedger:
-        ledger = RunningLedger(topics, consumer_class)
+    async def start(
+        consumer_class: type[LedgerConsumer] = LedgerConsumer, **options: Any
+    ) -> RunningLedger:
+        ledger = RunningLedger(topics, consumer_class, **options)
         await ledger.start()
         running.append(ledger)
         return ledger
@@ -224,7 +227,7 @@ async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothin
         while down.consumer.state.ready:
             await asyncio.sleep(0.05)
 
-    assert down.consumer.state.reason.startswith("halted: applying commands failed 6 times")
+    assert down.consumer.state.reason.startswith("halted: applying commands failed 8 times")
     assert READINESS.snapshot()["ledger"].ready is False
     assert stored_events(topics, account) == []
     await down.close()
@@ -267,3 +270,29 @@ async def test_stored_replies_below_the_committed_offsets_are_pruned(
             await send(kafka, topics, command(account, "consume", action="lookup", quantity=1))
             await asyncio.sleep(0.2)
     assert consumer.state.commands_by_status.get("accepted", 0) >= 21
+
+
+async def test_a_restarted_database_leaves_dead_connections_that_do_not_halt_the_ledger(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    """Connections are not pinged on checkout and the consumer makes single attempts: after a
+    database restart it must not spend its retry budget on the pool's dead connections."""
+    ledger = await start_ledger(as_in_production=True)  # the cached account is not read again
+    consumer: LedgerConsumer = ledger.consumer
+    account = f"restart-{uuid.uuid4().hex[:6]}"
+    await send(kafka, topics, command(account, "open_account", plan="pro"))
+    await kafka.read(topics.topic(Topic.REPLIES), count=1)
+
+    pool = consumer.recorder.datastore.pool
+    idle = [conn.info.backend_pid for conn in list(pool._pool)]  # the pool's idle connections
+    assert len(idle) >= consumer_module.MAX_TRANSIENT_ATTEMPTS
+    with psycopg.connect(topics.pg_dsn(), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (idle,))
+
+    spends = [command(account, "consume", action="lookup", quantity=1) for _ in range(3)]
+    for body in spends:
+        await send(kafka, topics, body)
+    # The topic's replies from the start: the opening's, then the three spends'.
+    replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=4))
+    assert [replies[b["command_id"]][0]["status"] for b in spends] == ["accepted"] * 3
+    assert consumer.state.ready, consumer.state.reason
