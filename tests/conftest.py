@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from infra.kafka_topics import create_topics, delete_topics
+from infra.kafka_topics import delete_topics
 from infra.settings import Settings
 from tests.databases import fresh_database
-from tests.kafka_client import KafkaTestClient
+from tests.kafka_client import KafkaTestClient, created_topics
 from tests.ledger_harness import own_topics
 
 RUN_ID = uuid.uuid4().hex[:10]
@@ -44,10 +44,8 @@ def pg_database(base_settings: Settings, settings: Settings) -> Iterator[str]:
 @pytest.fixture(scope="session")
 async def kafka_topics(settings: Settings) -> AsyncIterator[list[str]]:
     """This run's copies of the public topics (prefixed with the run id)."""
-    names = settings.all_topics()
-    await create_topics(settings, names)
-    yield names
-    await delete_topics(settings, names)
+    async with created_topics(settings) as names:
+        yield names
 
 
 @pytest.fixture

@@ -3,32 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from infra.kafka_producer import acknowledged_producer
+from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings
+from services.ledger.records import CommandRecord
 
 
-@dataclass(frozen=True)
-class Received:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+@asynccontextmanager
+async def created_topics(settings: Settings) -> AsyncIterator[list[str]]:
+    """The public topics under `settings`' prefix: created now, deleted afterwards."""
+    names = settings.all_topics()
+    await create_topics(settings, names)
+    try:
+        yield names
+    finally:
+        await delete_topics(settings, names)
+
+
+# A record read back: the same parts the ledger reads of one.
+Received = CommandRecord
 
 
 class KafkaTestClient:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-        )
+        self._producer = acknowledged_producer(settings, "credits-tests")
 
     async def start(self) -> None:
         await self._producer.start()
@@ -71,17 +75,7 @@ class KafkaTestClient:
                 while len(received) < count:
                     batch = await consumer.getmany(timeout_ms=500, max_records=count)
                     for records in batch.values():
-                        received.extend(
-                            Received(
-                                topic=r.topic,
-                                partition=r.partition,
-                                offset=r.offset,
-                                key=r.key,
-                                value=r.value,
-                                headers=tuple(r.headers),
-                            )
-                            for r in records
-                        )
+                        received.extend(Received.of(r) for r in records)
             return received
         finally:
             await consumer.stop()

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 from eventsourcing.persistence import PersistenceError
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -184,7 +184,7 @@ class LedgerConsumer:
     # ------------------------------------------------------------------ one batch
 
     async def _on_batch(self, message: KafkaMessage) -> None:
-        records = [_command_record(r) for r in message.raw_message]
+        records = [CommandRecord.of(r) for r in message.raw_message]
         if not records:
             return
         if self._halted is not None:
@@ -206,7 +206,7 @@ class LedgerConsumer:
         this halves the median command → reply time).
         """
         more = await self._consumer.getmany(timeout_ms=TOP_UP_WAIT_MS, max_records=room)
-        return [_command_record(r) for records in more.values() for r in records]
+        return [CommandRecord.of(r) for records in more.values() for r in records]
 
     async def _apply(self, records: list[CommandRecord]) -> None:
         replayed = [r for r in records if r.offset < self._positions.get(r.partition, -1)]
@@ -469,17 +469,6 @@ class LedgerConsumer:
         for poison in poisons:
             DLQ_MESSAGES.labels(code=poison.dlq_code).inc()
         self.state.dlq_records += len(poisons)
-
-
-def _command_record(record: ConsumerRecord[bytes, bytes]) -> CommandRecord:
-    return CommandRecord(
-        topic=record.topic,
-        partition=record.partition,
-        offset=record.offset,
-        key=record.key,
-        value=record.value,
-        headers=tuple(record.headers),
-    )
 
 
 class _PositionListener(ConsumerRebalanceListener):

@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from aiokafka.structs import ConsumerRecord
+
 from domain.commands import MAX_COMMAND_BYTES, Command, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
@@ -39,6 +41,17 @@ class CommandRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[bytes, bytes]) -> CommandRecord:
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value,
+            headers=tuple(record.headers),
+        )
 
     def header(self, name: str) -> bytes | None:
         for key, value in self.headers:

@@ -32,11 +32,7 @@ async def read_keys(settings: Settings, topic: str, keys: set[bytes]) -> list[Re
         async with asyncio.timeout(10):
             while {r.key for r in received} != keys:
                 for records in (await consumer.getmany(timeout_ms=200)).values():
-                    received += [
-                        Received(r.topic, r.partition, r.offset, r.key, r.value, tuple(r.headers))
-                        for r in records
-                        if r.key in keys
-                    ]
+                    received += [Received.of(r) for r in records if r.key in keys]
         return received
     finally:
         await consumer.stop()

@@ -23,7 +23,6 @@ from starlette.applications import Starlette
 from domain.account import Account
 from domain.catalog import Catalog, load_catalog
 from domain.replies import Reply
-from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe, free_port
@@ -33,6 +32,7 @@ from services.payments.customers import PostgresCustomers
 from services.payments.http import payment_routes, payments_producer
 from services.relay.cloud_events import cloud_event
 from tests.databases import fresh_database
+from tests.kafka_client import created_topics
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 OLD_SECRET = "whsec_old_test_secret"
@@ -183,10 +183,8 @@ def payment_settings(settings: Settings, fake_stripe: FakeStripe) -> Settings:
 
 @pytest.fixture(scope="session")
 async def payment_topics(payment_settings: Settings) -> AsyncIterator[list[str]]:
-    names = payment_settings.all_topics()
-    await create_topics(payment_settings, names)
-    yield names
-    await delete_topics(payment_settings, names)
+    async with created_topics(payment_settings) as names:
+        yield names
 
 
 @pytest.fixture(scope="session")
