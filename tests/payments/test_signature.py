@@ -40,8 +40,6 @@ def test_a_header_with_both_signatures_verifies_with_the_new_secret_alone() -> N
         (BODY.replace(b"evt_1", b"evt_2"), header(), "signature_invalid"),  # body altered
         (BODY, "t=abc,v1=def", "signature_invalid"),
         (b"\xff\xfe", header(), "signature_invalid"),
-        (BODY, header(at=time.time() - 400), "signature_expired"),
-        (BODY, header(at=time.time() + 400), "signature_expired"),
         (b"[1, 2]", header(b"[1, 2]"), "invalid_event"),
         (b'{"id": "evt_1"}', header(b'{"id": "evt_1"}'), "invalid_event"),
     ],
@@ -52,6 +50,15 @@ def test_bad_missing_and_stale_signatures_are_refused(
     with pytest.raises(WebhookRefused) as refused:
         verify_stripe_event(body, signature, [OLD, NEW], 300)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize("off_by_seconds", [-400, 400])
+def test_a_timestamp_outside_the_tolerance_is_refused(off_by_seconds: int) -> None:
+    # Signed now, not when the module was collected: the suite runs longer than the tolerance.
+    signature = header(at=time.time() + off_by_seconds)
+    with pytest.raises(WebhookRefused) as refused:
+        verify_stripe_event(BODY, signature, [OLD, NEW], 300)
+    assert refused.value.code == "signature_expired"
 
 
 def test_no_configured_secret_refuses_everything() -> None:
