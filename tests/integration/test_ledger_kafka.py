@@ -11,6 +11,8 @@ from typing import Any
 
 import psycopg
 import pytest
+from aiokafka.errors import KafkaTimeoutError
+from aiokafka.structs import TopicPartition
 from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
@@ -236,6 +238,92 @@ async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothin
     replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=len(bodies)))
     assert all(replies[b["command_id"]][0]["status"] == "accepted" for b in bodies)
     assert sum(isinstance(e, Account.Consumed) for e in stored_events(topics, account)) == 5
+
+
+class FirstRepliesLost(LedgerConsumer):
+    """The replies of its first batch are never acknowledged, as when the broker times out."""
+
+    losing = False
+
+    async def _deliver(self, replies: Any, ends: dict[int, int]) -> Any:
+        self.losing = self.state.batches == 1
+        try:
+            return await super()._deliver(replies, ends)
+        finally:
+            self.losing = False
+
+    async def _hand_over(self, reply: Any) -> Any:
+        if self.losing:
+            lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            lost.set_exception(KafkaTimeoutError())
+            return lost
+        return await super()._hand_over(reply)
+
+
+async def test_replies_never_acknowledged_are_sent_again_before_later_ones(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    ledger = await start_ledger(FirstRepliesLost)
+    account = f"lost-{uuid.uuid4().hex[:6]}"
+    first = [command(account, "open_account", plan="pro")]
+    first += [command(account, "consume", action="lookup", quantity=1) for _ in range(4)]
+    for body in first:
+        await send(kafka, topics, body)
+    async with asyncio.timeout(20):
+        while ledger.consumer.state.batches < 1:
+            await asyncio.sleep(0.01)
+    later = [command(account, "consume", action="lookup", quantity=1) for _ in range(5)]
+    for body in later:
+        await send(kafka, topics, body)
+
+    received = await kafka.read(topics.topic(Topic.REPLIES), count=10)
+
+    # One partition (the account's key): each reply once, in the order the commands were sent,
+    # the first batch's (sent again) before any later one.
+    order = [dict(r.headers)["correlation_id"].decode() for r in received]
+    assert order == [b["command_id"] for b in first + later]
+    assert {json.loads(r.value or b"")["status"] for r in received} == {"accepted"}
+
+
+class AcknowledgementsHeld(LedgerConsumer):
+    """Its replies are acknowledged only when the test says so."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.release = asyncio.Event()
+
+    async def _hand_over(self, reply: Any) -> Any:
+        sent = await super()._hand_over(reply)
+
+        async def acknowledged() -> Any:
+            result = await sent
+            await self.release.wait()
+            return result
+
+        return asyncio.ensure_future(acknowledged())
+
+
+async def test_offsets_are_committed_only_once_the_replies_are_acknowledged(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    ledger = await start_ledger(AcknowledgementsHeld)
+    consumer: LedgerConsumer = ledger.consumer
+    account = f"held-{uuid.uuid4().hex[:6]}"
+    await send(kafka, topics, command(account, "open_account", plan="pro"))
+    await kafka.read(topics.topic(Topic.REPLIES), count=1)  # applied and sent, not acknowledged
+    partitions = [TopicPartition(consumer.commands_topic, p) for p in range(4)]
+
+    async def committed() -> list[int | None]:
+        return [await consumer._consumer.committed(tp) for tp in partitions]
+
+    await asyncio.sleep(consumer_module.COMMIT_INTERVAL_SECONDS * 3)
+    assert await committed() == [None] * 4
+
+    ledger.consumer.release.set()
+    async with asyncio.timeout(10):
+        while sorted(await committed(), key=lambda c: c or 0)[-1] != 1:
+            await asyncio.sleep(0.05)
+    assert sorted(await committed(), key=lambda c: c or 0) == [None, None, None, 1]
 
 
 async def test_stored_replies_below_the_committed_offsets_are_pruned(
