@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     IntegrityError,
+    OperationalError,
     PersistenceError,
     ProcessRecorder,
     StoredEvent,
@@ -79,6 +80,8 @@ class KafkaPositionConflict(PersistenceError):
 
 
 _POSITION_CONFLICT = "kafka position conflict"
+# psycopg's message when a statement of a pipeline fails after an earlier one did.
+_PIPELINE_ABORTED = "pipeline aborted"
 
 
 class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
@@ -115,6 +118,11 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json) "
             "VALUES (%s, %s, %s, %s)"
         ).format(table=table)
+        self.select_taken_versions_statement = SQL(
+            "SELECT e.originator_id, e.originator_version FROM {events} e "
+            "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, originator_version) "
+            "USING (originator_id, originator_version)"
+        ).format(events=Identifier(self.datastore.schema, self.events_table_name))
         # One round trip for a whole batch: the keys travel as two parallel arrays.
         self.select_receipts_statement = SQL(
             "SELECT r.account_id, r.command_id, r.payload_sha256, r.reply_json FROM {table} r "
@@ -179,6 +187,10 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
         self.advance_position_statement = SQL("SELECT {advance}(%s, %s, %s, %s, %s)").format(
             advance=advance
         )
+        self.select_position_statement = SQL(
+            "SELECT next_offset FROM {positions} "
+            "WHERE consumer_group = %s AND topic = %s AND partition = %s"
+        ).format(positions=positions)
         self.select_positions_statement = SQL(
             "SELECT partition, next_offset FROM {positions} "
             "WHERE consumer_group = %s AND topic = %s"
@@ -220,6 +232,60 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             if self.receipts_primary_key in str(error):
                 raise ReceiptConflict(str(error)) from error
             raise
+        except OperationalError as error:
+            if _PIPELINE_ABORTED not in str(error):
+                raise
+            conflict = self._conflict_behind_aborted_pipeline(stored_events, kwargs)
+            if conflict is None:
+                raise
+            raise conflict from error
+
+    def _conflict_behind_aborted_pipeline(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> PersistenceError | None:
+        """Which conflict, if any, failed a save that psycopg reported as `pipeline aborted`.
+
+        When the statement that fails is one psycopg is preparing on that connection (its 6th
+        run there: `prepare_threshold`), the error comes back as `pipeline aborted`, which the
+        library calls operational (transient), instead of the unique violation it was. Retried
+        as transient, a conflict would fail the same way until the retries ran out. So the
+        conflicts a save can meet are looked for: a Kafka position that moved, a receipt that
+        exists, an event version that is taken. None found: it was transient after all.
+        """
+        positions: Sequence[KafkaPosition] = kwargs.get("kafka_positions") or ()
+        receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            for position in positions:
+                curs.execute(
+                    self.select_position_statement,
+                    (position.consumer_group, position.topic, position.partition),
+                )
+                row = curs.fetchone()
+                stored = None if row is None else row["next_offset"]
+                if stored != position.expected_offset:
+                    return KafkaPositionConflict(
+                        f"{_POSITION_CONFLICT}: {position.topic} {position.partition} is at "
+                        f"{stored}, expected {position.expected_offset}"
+                    )
+            if stored_events:
+                curs.execute(
+                    self.select_taken_versions_statement,
+                    (
+                        [str(e.originator_id) for e in stored_events],
+                        [e.originator_version for e in stored_events],
+                    ),
+                )
+                taken = curs.fetchall()
+                if taken:
+                    return IntegrityError(
+                        f"event versions already stored: {[tuple(r.values()) for r in taken]}"
+                    )
+        existing = self.select_receipts([(r.account_id, r.command_id) for r in receipts])
+        if existing:
+            return ReceiptConflict(
+                f"{self.receipts_primary_key}: receipts exist for {sorted(existing)}"
+            )
+        return None
 
     def _insert_events(
         self,

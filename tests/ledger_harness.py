@@ -10,6 +10,7 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics
 from infra.ledger_application import LedgerApplication
+from infra.readiness import READINESS
 from infra.settings import Settings
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
@@ -58,3 +59,5 @@ class RunningLedger:
         assert self.task is not None
         await asyncio.wait_for(self.task, timeout=30)
         self.app.close()
+        # A stopped ledger reports itself not ready: that must not fail later tests' /readyz.
+        READINESS.unregister("ledger")

@@ -17,9 +17,14 @@ from eventsourcing.domain import (
     MetaDomainEvent,
     event,
 )
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import IntegrityError, OperationalError
 
-from infra.event_store import CreditsPostgresRecorder, event_store_env
+from infra.event_store import (
+    CreditsPostgresRecorder,
+    KafkaPosition,
+    KafkaPositionConflict,
+    event_store_env,
+)
 from infra.receipts import Receipt, ReceiptConflict
 from infra.settings import Settings
 
@@ -123,3 +128,48 @@ def test_a_caller_with_retries_of_its_own_gets_a_single_attempt(
     with pytest.raises(OperationalError):
         app.save(Counter(f"gone-{uuid.uuid4().hex[:8]}"), single_attempt=single_attempt)
     assert len(calls) == attempts
+
+
+@pytest.mark.parametrize("conflict", ["receipt", "position", "version", "none"])
+def test_a_conflict_reported_as_an_aborted_pipeline_is_raised_as_that_conflict(
+    app: Application[str], monkeypatch: pytest.MonkeyPatch, conflict: str
+) -> None:
+    """psycopg reports a unique violation as `pipeline aborted` when the failing statement is
+    being prepared on that connection (seen 1 run in 12): a transient error to the library,
+    retried until the retries run out. The recorder finds the conflict and raises it."""
+    recorder = app.recorder
+    assert isinstance(recorder, CreditsPostgresRecorder)
+    account_id = f"acct-{uuid.uuid4().hex[:8]}"
+    group = f"group-{uuid.uuid4().hex[:8]}"
+    app.save(
+        Counter(id=account_id),
+        receipts=[_receipt(account_id, "cmd-1")],
+        kafka_positions=[KafkaPosition(group, "commands", 0, None, 10)],
+    )
+    counter: Counter = app.repository.get(account_id)
+    counter.increment()
+    receipt = {"receipt": "cmd-1"}.get(conflict, "cmd-2")
+    expected_offset = 9 if conflict == "position" else 10
+    if conflict == "version":  # another writer took version 2 meanwhile
+        other: Counter = app.repository.get(account_id)
+        other.increment()
+        app.save(other)
+
+    def aborted(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("pipeline aborted")
+
+    monkeypatch.setattr(recorder, "_insert_events", aborted)
+    raised = {
+        "receipt": ReceiptConflict,
+        "position": KafkaPositionConflict,
+        "version": IntegrityError,
+        "none": OperationalError,
+    }[conflict]
+    with pytest.raises(raised) as error:
+        app.save(
+            counter,
+            receipts=[_receipt(account_id, receipt)],
+            kafka_positions=[KafkaPosition(group, "commands", 0, expected_offset, 11)],
+            single_attempt=True,
+        )
+    assert type(error.value) is raised

@@ -454,7 +454,8 @@ def test_the_same_command_id_with_another_payload_is_a_conflict(ledger):
 
 
 def test_a_retry_that_would_now_be_refused_still_answers_duplicate(ledger):
-    """A retry is answered from its receipt even when deciding it afresh would refuse it."""
+    """Receipts are read only when a batch needs them (see LedgerService._decide_and_save):
+    a retry decided afresh as a refusal writes nothing that could conflict, so it is checked."""
     ledger.ok("open_account", plan="basic")
     first = ledger.send("consume", command_id="drain", credit_type="credits", amount=10)
     assert first.status == "accepted" and ledger.available("credits") == 0
