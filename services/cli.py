@@ -6,18 +6,27 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+from domain.replies import Reply
 from infra.kafka_topics import create_topics, partition_counts
 from infra.logs import configure_logging
-from infra.settings import Settings
+from infra.settings import Settings, Topic
 from projections import ops as projection_ops
 from projections.rebuild import RebuildResult, rebuild
 from projections.registry import PROJECTION_NAMES
 from projections.runner import open_read_side
+from services.client import CreditsClient
+from services.client.client import DEFAULT_TIMEOUT_SECONDS
+from services.client.errors import CommandTimeout, InvalidCommand
 from services.runner import COMPONENTS, run_components
+
+# `credits send` is a client of the ledger like any producer service, under this name.
+SEND_CLIENT_ID = "credits-cli"
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,6 +93,47 @@ def _cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(json.dumps(report, indent=2, default=str))
     return 0
+
+
+def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+        command = json.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        print(
+            f"invalid_command: cannot read a JSON command from {args.file}: {error}",
+            file=sys.stderr,
+        )
+        return 2
+    if not isinstance(command, dict):
+        print("invalid_command: the file must hold one JSON object", file=sys.stderr)
+        return 2
+    if "command_id" not in command:
+        # Printed so that the same command can be sent again safely (it applies once).
+        command["command_id"] = uuid.uuid4().hex
+        print(f"command_id {command['command_id']} (generated)", file=sys.stderr)
+
+    async def send() -> Reply:
+        # The shared replies topic: a one-off sender must not leave a reply topic behind.
+        async with CreditsClient(
+            settings,
+            client_id=SEND_CLIENT_ID,
+            reply_topic=settings.topic(Topic.REPLIES),
+            create_reply_topic=False,
+            timeout_seconds=args.timeout_seconds,
+        ) as client:
+            return await client.send(command)
+
+    try:
+        reply = asyncio.run(send())
+    except InvalidCommand as error:
+        print(f"invalid_command: {error}", file=sys.stderr)
+        return 2
+    except CommandTimeout as error:
+        print(f"timeout: {error}", file=sys.stderr)
+        return 1
+    print(reply.model_dump_json(indent=2))
+    return 1 if reply.status == "rejected" else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -157,6 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--events", type=int, default=50, help="newest events to print (default 50, at most 1000)"
     )
     show.set_defaults(handler=_cmd_account_show)
+
+    send = commands.add_parser(
+        "send",
+        help="send one command through Kafka and print the ledger's reply",
+        description="Sends the command in COMMAND.json (DESIGN §2.2; '-' reads standard input) "
+        "to the commands topic, keyed by its account, and prints the reply as JSON. A missing "
+        "command_id is generated and printed on standard error; send the same command_id again "
+        "to retry safely. Exits 0 when accepted or duplicate, 1 when rejected or unanswered in "
+        "time, 2 when the command is invalid.",
+    )
+    send.add_argument("file", metavar="COMMAND.json", help="the command, or - for stdin")
+    send.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help=f"how long to wait for the reply (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    send.set_defaults(handler=_cmd_send)
     return parser
 
 

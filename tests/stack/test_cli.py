@@ -16,6 +16,7 @@ COMMANDS = [
     ["projections", "rebuild"],
     ["account"],
     ["account", "show"],
+    ["send"],
 ]
 
 
