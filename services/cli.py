@@ -22,11 +22,12 @@ from projections.registry import PROJECTION_NAMES
 from projections.runner import open_read_side
 from services.client import CreditsClient
 from services.client.client import DEFAULT_TIMEOUT_SECONDS
+from services.client.demo import DEMO_CATALOG_VERSION, SCENARIO, DemoRun, Outcome, run_demo
 from services.client.errors import CommandTimeout, InvalidCommand
 from services.runner import COMPONENTS, run_components
 
-# `credits send` is a client of the ledger like any producer service, under this name.
-SEND_CLIENT_ID = "credits-cli"
+# `credits send` and `credits demo` are clients of the ledger like any producer service.
+CLI_CLIENT_ID = "credits-cli"
 
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
@@ -114,14 +115,7 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         print(f"command_id {command['command_id']} (generated)", file=sys.stderr)
 
     async def send() -> Reply:
-        # The shared replies topic: a one-off sender must not leave a reply topic behind.
-        async with CreditsClient(
-            settings,
-            client_id=SEND_CLIENT_ID,
-            reply_topic=settings.topic(Topic.REPLIES),
-            create_reply_topic=False,
-            timeout_seconds=args.timeout_seconds,
-        ) as client:
+        async with _one_off_client(settings, args.timeout_seconds) as client:
             return await client.send(command)
 
     try:
@@ -134,6 +128,55 @@ def _cmd_send(args: argparse.Namespace, settings: Settings) -> int:
         return 1
     print(reply.model_dump_json(indent=2))
     return 1 if reply.status == "rejected" else 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    account_id = args.account_id or f"demo-{uuid.uuid4().hex[:8]}"
+    print(
+        f"account {account_id}, catalog {DEMO_CATALOG_VERSION}, "
+        f"through {settings.topic(Topic.COMMANDS)}"
+    )
+
+    def show(outcome: Outcome) -> None:
+        number = SCENARIO.index(outcome.step) + 1
+        code = f" {outcome.reply.error.code}" if outcome.reply.error is not None else ""
+        mark = "" if outcome.as_expected else f"   UNEXPECTED (wanted {outcome.step.status})"
+        width = max(len(step.says) for step in SCENARIO)
+        print(
+            f"{number:>2}. {outcome.step.says:<{width}} {outcome.reply.status}{code}"
+            f"  credits {outcome.credits_available}{mark}"
+        )
+
+    async def run() -> DemoRun:
+        async with _one_off_client(settings, args.timeout_seconds) as client:
+            return await run_demo(client, account_id, on_step=show)
+
+    try:
+        result = asyncio.run(run())
+    except CommandTimeout as error:
+        print(f"timeout: {error} (is `credits run ledger` running?)", file=sys.stderr)
+        return 1
+    if not result.as_expected:
+        print(
+            f"the ledger did not answer as the demo catalog ({DEMO_CATALOG_VERSION}) says: "
+            "is the ledger running with domain/catalogs/demo.toml?",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"all {len(result.outcomes)} steps answered as expected")
+    return 0
+
+
+def _one_off_client(settings: Settings, timeout_seconds: float) -> CreditsClient:
+    """A client for one CLI run: it reads the shared replies topic rather than leaving a reply
+    topic of its own behind after every run."""
+    return CreditsClient(
+        settings,
+        client_id=CLI_CLIENT_ID,
+        reply_topic=settings.topic(Topic.REPLIES),
+        create_reply_topic=False,
+        timeout_seconds=timeout_seconds,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,6 +268,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"how long to wait for the reply (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
     send.set_defaults(handler=_cmd_send)
+
+    demo = commands.add_parser(
+        "demo",
+        help="drive a realistic scenario through Kafka and print each answer",
+        description="Sends one user's life on the demo catalog through Kafka (sign up, spend, "
+        "a refused purchase, an upgrade, a purchase, a hold and its capture, an overspend, a "
+        "refund, a retry) and prints each reply with the credits available. Needs a running "
+        "ledger (`make run`) on domain/catalogs/demo.toml. Exits 0 when every answer is the "
+        "expected one, 1 otherwise.",
+    )
+    demo.add_argument(
+        "--account-id", help="the account to create (default: demo-<random>); must be new"
+    )
+    demo.add_argument(
+        "--timeout-seconds",
+        type=float,
+        default=DEFAULT_TIMEOUT_SECONDS,
+        help=f"how long to wait for each reply (default {DEFAULT_TIMEOUT_SECONDS:g})",
+    )
+    demo.set_defaults(handler=_cmd_demo)
     return parser
 
 

@@ -17,6 +17,7 @@ COMMANDS = [
     ["account"],
     ["account", "show"],
     ["send"],
+    ["demo"],
 ]
 
 

@@ -1,4 +1,4 @@
-"""`credits send COMMAND.json`: one command through the real Kafka, the ledger's reply printed."""
+"""`credits send` and `credits demo` through the real Kafka and a running ledger."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import pytest
 
 from infra.settings import Settings
 from services.cli import main
+from services.client.demo import SCENARIO
 from tests.client.conftest import account
 from tests.ledger_harness import RunningLedger
 
@@ -31,10 +32,14 @@ def send(
     monkeypatch.setenv("CREDITS_TOPIC_PREFIX", topics.topic_prefix)
     monkeypatch.setenv("CREDITS_PG_DATABASE", topics.pg_database)
 
-    async def run(command: dict[str, Any] | str) -> tuple[int, str, str]:
-        path = tmp_path / f"{uuid.uuid4().hex}.json"
-        path.write_text(command if isinstance(command, str) else json.dumps(command))
-        code = await asyncio.to_thread(main, ["send", str(path)])
+    async def run(command: dict[str, Any] | str | None) -> tuple[int, str, str]:
+        if command is None:
+            words = ["demo"]
+        else:
+            path = tmp_path / f"{uuid.uuid4().hex}.json"
+            path.write_text(command if isinstance(command, str) else json.dumps(command))
+            words = ["send", str(path)]
+        code = await asyncio.to_thread(main, words)
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
@@ -93,3 +98,13 @@ async def test_an_invalid_command_is_not_sent_and_exits_2(
 
     assert (code, out) == (2, "")
     assert message in err
+
+
+async def test_the_demo_runs_its_scenario_through_kafka(send: Any) -> None:
+    code, out, err = await send(None)
+
+    lines = out.splitlines()
+    assert code == 0, err
+    assert lines[-1] == f"all {len(SCENARIO)} steps answered as expected"
+    assert lines[1].startswith(" 1. signs up on Free") and lines[1].endswith("accepted  credits 35")
+    assert "rejected insufficient_credits" in lines[10]
