@@ -261,12 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         "time, 2 when the command is invalid.",
     )
     send.add_argument("file", metavar="COMMAND.json", help="the command, or - for stdin")
-    send.add_argument(
-        "--timeout-seconds",
-        type=float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"how long to wait for the reply (default {DEFAULT_TIMEOUT_SECONDS:g})",
-    )
+    _reply_timeout(send, "the reply")
     send.set_defaults(handler=_cmd_send)
 
     demo = commands.add_parser(
@@ -281,14 +276,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--account-id", help="the account to create (default: demo-<random>); must be new"
     )
-    demo.add_argument(
+    _reply_timeout(demo, "each reply")
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _reply_timeout(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
         "--timeout-seconds",
         type=float,
         default=DEFAULT_TIMEOUT_SECONDS,
-        help=f"how long to wait for each reply (default {DEFAULT_TIMEOUT_SECONDS:g})",
+        help=f"how long to wait for {what} (default {DEFAULT_TIMEOUT_SECONDS:g})",
     )
-    demo.set_defaults(handler=_cmd_demo)
-    return parser
 
 
 def _group(commands: Any, name: str, help: str, description: str) -> Any:
