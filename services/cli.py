@@ -137,11 +137,12 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"through {settings.topic(Topic.COMMANDS)}"
     )
 
+    width = max(len(step.says) for step in SCENARIO)
+
     def show(outcome: Outcome) -> None:
         number = SCENARIO.index(outcome.step) + 1
         code = f" {outcome.reply.error.code}" if outcome.reply.error is not None else ""
         mark = "" if outcome.as_expected else f"   UNEXPECTED (wanted {outcome.step.status})"
-        width = max(len(step.says) for step in SCENARIO)
         print(
             f"{number:>2}. {outcome.step.says:<{width}} {outcome.reply.status}{code}"
             f"  credits {outcome.credits_available}{mark}"

@@ -6,6 +6,7 @@ at the end, so runs never see each other's data.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -62,3 +63,13 @@ async def topics(settings: Settings, pg_database: str) -> AsyncIterator[Settings
     own = await own_topics(settings)
     yield own
     await delete_topics(own, own.all_topics())
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """For tests that run `services.cli.main`: it points the root logger at the stderr it sees
+    (pytest's capture, closed after the test), which later tests' log lines would then hit."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level

@@ -28,7 +28,7 @@ from domain.commands import Command, OpenAccount, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.ledger_application import LedgerApplication
-from infra.receipts import Receipt, ReceiptReader
+from infra.receipts import Receipt, ReceiptConflict, ReceiptReader
 
 # A batch is one database transaction: bounded so that a retry stays cheap.
 MAX_BATCH = 1000
@@ -132,12 +132,14 @@ class LedgerService:
                 recordings = self.app.save(
                     *changed, receipts=decisions.receipts, **save_kwargs, **extra
                 )
-            except IntegrityError:
+            except IntegrityError as conflict:
                 # Someone else wrote these accounts: what is cached of them is stale.
                 self.app.forget(touched)
                 if attempt == self.max_attempts:
                     raise
-                time.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
+                if not isinstance(conflict, ReceiptConflict):
+                    # A receipt conflict needs no pause: the next attempt reads the receipt.
+                    time.sleep(random.uniform(0, BACKOFF_SECONDS * attempt))
                 continue
             except BaseException:
                 # The batch changed cached accounts in place (see `LedgerApplication.accounts`)

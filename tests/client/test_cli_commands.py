@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,8 @@ def send(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
-) -> Iterator[Any]:
+    logging_restored: None,
+) -> Any:
     monkeypatch.setenv("CREDITS_TOPIC_PREFIX", topics.topic_prefix)
     monkeypatch.setenv("CREDITS_PG_DATABASE", topics.pg_database)
 
@@ -43,11 +42,7 @@ def send(
         captured = capsys.readouterr()
         return code, captured.out, captured.err
 
-    # `main` configures logging to the stderr it sees (the test's, closed afterwards).
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield run
-    root.handlers[:], root.level = handlers, level
+    return run
 
 
 async def test_a_command_is_answered_and_sending_it_again_is_a_duplicate(send: Any) -> None:

@@ -332,7 +332,8 @@ async def test_stored_replies_below_the_committed_offsets_are_pruned(
     start_ledger: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(consumer_module, "COMMIT_INTERVAL_SECONDS", 0.0)
+    # Commits every tick of the commit task (at 0 it would spin).
+    monkeypatch.setattr(consumer_module, "COMMIT_INTERVAL_SECONDS", 0.01)
     monkeypatch.setattr(consumer_module, "PRUNE_INTERVAL_SECONDS", 0.0)
     ledger = await start_ledger()
     consumer: LedgerConsumer = ledger.consumer

@@ -75,7 +75,12 @@ async def test_rebuild_matches_the_live_read_model_while_reads_keep_answering(
 
 
 async def test_the_rebuild_command_prints_matching_checksums(
-    read_side: ReadSide, pg_ledger: PgLedger, settings: Settings, capsys, monkeypatch
+    read_side: ReadSide,
+    pg_ledger: PgLedger,
+    settings: Settings,
+    capsys,
+    monkeypatch,
+    logging_restored: None,
 ) -> None:
     populate(pg_ledger, accounts=5, consumes=50)
     await read_side.projector().catch_up()
