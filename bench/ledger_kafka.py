@@ -18,12 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import partition_counts
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings, Topic
@@ -74,9 +75,7 @@ class Replies:
         self.topic = settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
         self.statuses: dict[str, int] = {}
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False
-        )
+        self._consumer = kafka_consumer(settings, client_id="credits-bench", group_id=None)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

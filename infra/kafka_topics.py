@@ -8,16 +8,13 @@ from contextlib import asynccontextmanager
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from infra.kafka_clients import admin_client
 from infra.settings import Settings
 
 
 @asynccontextmanager
 async def kafka_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap,
-        client_id="credits-admin",
-        request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
-    )
+    admin = admin_client(settings)
     await admin.start()
     try:
         yield admin

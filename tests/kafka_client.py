@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import create_topics, delete_topics
 from infra.settings import Settings
 from services.ledger.records import CommandRecord
@@ -55,11 +56,8 @@ class KafkaTestClient:
 
     async def read(self, topic: str, count: int, timeout_seconds: float = 30.0) -> list[Received]:
         """Reads `count` messages from the start of every partition (no consumer group)."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._settings.kafka_bootstrap,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            group_id=None,
+        consumer = kafka_consumer(
+            self._settings, client_id="credits-tests", auto_offset_reset="earliest", group_id=None
         )
         await consumer.start()
         try:

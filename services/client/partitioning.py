@@ -9,7 +9,7 @@ the kafka-clients jar. librdkafka-based producers must set `partitioner=murmur2_
 
 from __future__ import annotations
 
-from infra.kafka_producer import MURMUR2_PARTITIONER
+from infra.kafka_clients import MURMUR2_PARTITIONER
 
 # Passed explicitly to the producer, so a changed library default cannot move accounts silently.
 PARTITIONER = MURMUR2_PARTITIONER

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.settings import Settings
 from services.client.errors import ClientClosed
 from services.client.reply_topic import (
@@ -110,13 +111,8 @@ class KafkaTransport:
         partitions = await wait_for_partitions(settings, self.reply_topic)
         self._producer = acknowledged_producer(settings, self._client_id)
         await self._producer.start()
-        self._consumer = consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.kafka_bootstrap,
-            client_id=self._client_id,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="latest",
-            request_timeout_ms=int(settings.kafka_request_timeout_seconds * 1000),
+        self._consumer = consumer = kafka_consumer(
+            settings, client_id=self._client_id, group_id=None, auto_offset_reset="latest"
         )
         await consumer.start()
         assignment = [TopicPartition(self.reply_topic, p) for p in range(partitions)]

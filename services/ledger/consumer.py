@@ -40,7 +40,7 @@ from infra.event_store import (
     KafkaPositionConflict,
     StoredReply,
 )
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
 from infra.metrics import COMMANDS, DLQ_MESSAGES, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic

@@ -26,7 +26,8 @@ from aiokafka.errors import CommitFailedError
 
 from domain.commands import parse_command
 from domain.errors import LedgerError
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.settings import Settings, Topic
 from services.payments import metrics
 from services.payments.customers import Customers, PostgresCustomers
@@ -166,13 +167,12 @@ async def run_payments(
     )
     timeout_ms = int(settings.kafka_request_timeout_seconds * 1000)
     producer = acknowledged_producer(settings, "credits-payments")
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_consumer(
+        settings,
         settings.topic(Topic.STRIPE_EVENTS),
         settings.topic(Topic.EVENTS),
-        bootstrap_servers=settings.kafka_bootstrap,
         client_id="credits-payments",
         group_id=f"{settings.topic_prefix}{GROUP_ID}",
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=MAX_BATCH,
         fetch_max_bytes=8 * MAX_MESSAGE_BYTES,

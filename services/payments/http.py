@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from domain.catalog import Catalog, load_catalog
 from domain.errors import ErrorCode
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
 from infra.settings import Settings, Topic
 from services.payments import metrics
 from services.payments.checkout import (

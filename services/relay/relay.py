@@ -24,7 +24,7 @@ from eventsourcing.persistence import Notification, PersistenceError
 
 from domain.account import Account
 from infra.event_store import CreditsPostgresRecorder
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from services.relay.cloud_events import CONTENT_TYPE, cloud_event, encode

@@ -23,7 +23,7 @@ from eventsourcing.application import AggregateNotFoundError
 from domain.account import Account
 from domain.clock import Clock
 from infra.event_store import CreditsPostgresRecorder
-from infra.kafka_producer import acknowledged_producer
+from infra.kafka_clients import acknowledged_producer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 

@@ -8,8 +8,9 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import delete_topics
 from infra.settings import Settings, Topic
 from services.client import ClientClosed, CommandTimeout, partition_for
@@ -22,8 +23,8 @@ pytestmark = pytest.mark.integration
 
 async def read_keys(settings: Settings, topic: str, keys: set[bytes]) -> list[Received]:
     """The records of `topic` with these keys, read from the start (no consumer group)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, group_id=None, auto_offset_reset="earliest"
+    consumer = kafka_consumer(
+        settings, client_id="credits-tests", group_id=None, auto_offset_reset="earliest"
     )
     await consumer.start()
     try:
@@ -123,9 +124,10 @@ async def test_each_call_gets_exactly_one_record_on_its_reply_topic(
     replies += [await client.consume(acct, "lookup") for _ in range(4)]
     assert [r.status for r in replies] == ["accepted"] * 5
 
-    consumer = AIOKafkaConsumer(
+    consumer = kafka_consumer(
+        topics,
         client.reply_topic,
-        bootstrap_servers=topics.kafka_bootstrap,
+        client_id="credits-tests",
         group_id=None,
         auto_offset_reset="earliest",
     )

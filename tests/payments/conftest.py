@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 import stripe
 import uvicorn
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from starlette.applications import Starlette
 
 from domain.account import Account
 from domain.catalog import Catalog, load_catalog
 from domain.replies import Reply
+from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe, free_port
@@ -112,9 +113,7 @@ async def read_topic(
     """(key, JSON value, headers) of the messages of `topic` that match, from the beginning;
     returns once `count` matched (and `settle_seconds` more passed), or at the timeout."""
     name = settings.topic(topic)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None
-    )
+    consumer = kafka_consumer(settings, client_id="credits-tests", group_id=None)
     await consumer.start()
     try:
         partitions = consumer.partitions_for_topic(name) or set()

@@ -1,0 +1,109 @@
+"""The one way a record goes to the dead-letter topic (`credits.dlq`), and the one list of codes.
+
+A DLQ record is the original record (key, value, headers) plus headers saying why and where it
+came from: `error.code`, `error.message`, `source.topic`, `source.partition`, `source.offset`.
+Whatever the original holds, the DLQ record is always small enough to send: a broker accepts
+records up to its `message.max.bytes` (1 MiB by default) and our headers would push a record at
+that size over it, so the DLQ send itself would fail and the record could never be put anywhere.
+So the parts are bounded:
+- a value over `MAX_VALUE_BYTES` keeps its first `MAX_VALUE_BYTES`, and the headers
+  `original.size` and `original.sha256` describe the whole (`original.truncated: value`);
+- a key over `MAX_KEY_BYTES` is replaced by its sha256 (`original.truncated: key`);
+- the original headers are kept while they fit in `MAX_HEADERS_BYTES` (`original.truncated:
+  headers` when some were dropped). A `credits dlq replay` sends key, value and kept headers
+  back, less the ones named here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+# Below the broker's default 1 MiB with room for the key and headers.
+MAX_VALUE_BYTES = 512 * 1024
+MAX_KEY_BYTES = 4 * 1024
+MAX_HEADERS_BYTES = 64 * 1024
+MAX_MESSAGE_BYTES = 1000
+# Headers this module writes: never copied from the original, removed again on replay.
+OWN_HEADER_PREFIXES = ("error.", "source.", "original.")
+
+
+class DlqCode(StrEnum):
+    """Why a record is in the DLQ (`error.code`). Stable: ops alert and filter on them."""
+
+    # The ledger (credits.commands): the record is not a command.
+    OVERSIZED = "oversized"
+    UNDECODABLE = "undecodable"
+    INVALID_JSON = "invalid_json"
+    INVALID_COMMAND = "invalid_command"
+    WRONG_KEY = "wrong_key"
+    # The payment consumer (stripe.events, credits.events).
+    INVALID_STRIPE_EVENT = "invalid_stripe_event"
+    INVALID_METADATA = "invalid_metadata"
+    INVALID_CLOUD_EVENT = "invalid_cloud_event"
+    RETRIES_EXHAUSTED = "retries_exhausted"
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+
+def dead_letter(
+    *,
+    code: DlqCode,
+    message: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    headers: tuple[tuple[str, bytes | None], ...] | list[tuple[str, bytes | None]] = (),
+) -> DeadLetter:
+    own: list[tuple[str, bytes]] = [
+        ("error.code", code.value.encode()),
+        ("error.message", _text(message, MAX_MESSAGE_BYTES)),
+        ("source.topic", _text(topic, 249)),
+        ("source.partition", str(partition).encode()),
+        ("source.offset", str(offset).encode()),
+    ]
+    truncated: list[str] = []
+    if value is not None and len(value) > MAX_VALUE_BYTES:
+        own += [
+            ("original.size", str(len(value)).encode()),
+            ("original.sha256", hashlib.sha256(value).hexdigest().encode()),
+        ]
+        value = value[:MAX_VALUE_BYTES]
+        truncated.append("value")
+    if key is not None and len(key) > MAX_KEY_BYTES:
+        own.append(("original.key_size", str(len(key)).encode()))
+        key = hashlib.sha256(key).hexdigest().encode()
+        truncated.append("key")
+    kept: list[tuple[str, bytes]] = []
+    budget = MAX_HEADERS_BYTES
+    for name, header_value in headers:
+        if name.startswith(OWN_HEADER_PREFIXES):
+            continue
+        size = len(name.encode("utf-8", "replace")) + len(header_value or b"")
+        if size > budget:
+            truncated.append("headers")
+            break
+        budget -= size
+        # Kafka headers may be null; the DLQ keeps them as empty values.
+        kept.append((name, header_value or b""))
+    if truncated:
+        own.append(("original.truncated", ",".join(truncated).encode()))
+    return DeadLetter(key=key, value=value, headers=kept + own)
+
+
+def replayable(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """A DLQ record's headers less the ones `dead_letter` added: what the original carried."""
+    return [(name, value) for name, value in headers if not name.startswith(OWN_HEADER_PREFIXES)]
+
+
+def _text(text: str, max_bytes: int) -> bytes:
+    # Messages can quote what they refuse (lone surrogates, NUL): always valid UTF-8 out.
+    return text.encode("utf-8", "backslashreplace")[:max_bytes].decode("utf-8", "ignore").encode()
