@@ -43,6 +43,8 @@ running_pid() {
   local pid
   pid=$(cat "$pid_file")
   kill -0 "$pid" 2>/dev/null || return 1
+  # A killed broker whose parent has not reaped it yet is a zombie: gone, for us.
+  [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ] || return 1
   echo "$pid"
 }
 
