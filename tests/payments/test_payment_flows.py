@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from prometheus_client import REGISTRY
 
 from domain.account import Account
+from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe
 from services.payments.customers import PostgresCustomers
