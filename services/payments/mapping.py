@@ -233,7 +233,7 @@ def _day(timestamp: int) -> str:
 
 
 def _plan_of(subscription: Mapping[str, Any]) -> Any:
-    plan = (subscription.get("metadata") or {}).get(md.PLAN)
+    plan = md.of(subscription.get("metadata")).get(md.PLAN)
     if plan is not None:
         return plan
     items = subscription.get("items")
@@ -241,5 +241,5 @@ def _plan_of(subscription: Mapping[str, Any]) -> Any:
     if isinstance(data, list) and data and isinstance(data[0], Mapping):
         price = data[0].get("price")
         if isinstance(price, Mapping):
-            return (price.get("metadata") or {}).get(md.PLAN)
+            return md.of(price.get("metadata")).get(md.PLAN)
     return None

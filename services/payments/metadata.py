@@ -54,17 +54,26 @@ class PaymentMetadata:
         return {k: v for k, v in values.items() if v is not None}
 
 
-def account_of(metadata: Mapping[str, Any] | None) -> str | None:
+def of(metadata: Any) -> Mapping[str, Any]:
+    """A Stripe object's `metadata` (absent: empty); anything but an object is refused."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise BadInput(DlqCode.INVALID_METADATA, "metadata: not an object")
+    return metadata
+
+
+def account_of(metadata: Any) -> str | None:
     """The account a Stripe object (customer, subscription) belongs to; validated."""
-    value = (metadata or {}).get(ACCOUNT_ID)
+    value = of(metadata).get(ACCOUNT_ID)
     if value is None:
         return None
     return identifier(value, ACCOUNT_ID)
 
 
-def payment_metadata(metadata: Mapping[str, Any] | None) -> PaymentMetadata | None:
+def payment_metadata(metadata: Any) -> PaymentMetadata | None:
     """Parse our keys; None when the object is not ours; `BadInput` when ours but wrong."""
-    data = metadata or {}
+    data = of(metadata)
     kind = data.get(KIND)
     if kind is None:
         return None

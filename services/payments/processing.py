@@ -62,6 +62,7 @@ class RecordProcessor:
         *,
         on_state: Callable[[bool, str], None] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        stripe_backoff: Backoff | None = None,
     ) -> None:
         self.handler = handler
         self.purchases = purchases
@@ -69,6 +70,7 @@ class RecordProcessor:
         self.stop = stop
         self.on_state = on_state
         self.clock = clock
+        self.stripe_backoff = stripe_backoff or STRIPE_BACKOFF
         self.replies = ReplyHandler(handler.api, purchases, self._stripe)
         self.stripe_topic = settings.topic(Topic.STRIPE_EVENTS)
         self.events_topic = settings.topic(Topic.EVENTS)
@@ -154,7 +156,7 @@ class RecordProcessor:
                 attempt,
                 doing="calling Stripe",
                 retry_on=TRANSIENT_ERRORS,
-                backoff=STRIPE_BACKOFF,
+                backoff=self.stripe_backoff,
                 stop=self.stop,
             )
         except RetriesExhausted as exhausted:

@@ -181,9 +181,7 @@ def _plus_ledger() -> MemoryLedger:
     return ledger
 
 
-def test_a_dispute_revokes_its_share_in_the_ledger_and_a_duplicate_changes_nothing() -> (
-    None
-):
+def test_a_dispute_revokes_its_share_in_the_ledger_and_a_duplicate_changes_nothing() -> None:
     ledger = _plus_ledger()
     ledger.apply(list(m.checkout_session_paid(session()).commands))
     disputed = list(refunds.disputed(intent(), {"id": "dp_3", "amount": 300}).commands)

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import stripe
+from prometheus_client import generate_latest
 
 from domain.account import Account
 from infra.metrics import REGISTRY
@@ -419,3 +420,23 @@ async def test_unknown_types_are_counted_and_bad_input_goes_to_the_dlq_without_s
     assert sorted(h["error.code"] for h, _ in mine) == [b"invalid_json", b"invalid_metadata"]
     assert all(h["source.topic"] == topic.encode() and h["error.message"] for h, _ in mine)
     assert unhandled() == before + 1
+
+
+async def test_after_a_webhook_the_payment_counters_are_in_the_metrics_exposition(
+    webhook_url: str,
+) -> None:
+    """One registry per process (infra.metrics.REGISTRY, what /metrics serves)."""
+    event_type = f"test.metrics_{uuid.uuid4().hex[:8]}"
+    assert (
+        await _post(webhook_url, stripe_event(event_type, {}, f"evt_{uuid.uuid4().hex}"))
+    ).status_code == 200
+    handled = (
+        f'credits_payments_stripe_events_total{{outcome="unhandled_type",type="{event_type}"}} 1.0'
+    )
+    async with asyncio.timeout(20):
+        while handled not in generate_latest(REGISTRY).decode():
+            await asyncio.sleep(0.1)
+    exposition = generate_latest(REGISTRY).decode()
+    assert 'credits_payments_webhooks_total{outcome="accepted"}' in exposition
+    for name in ("replies", "refunds", "top_up_requests"):
+        assert f"# TYPE credits_payments_{name}_total counter" in exposition
