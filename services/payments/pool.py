@@ -8,6 +8,11 @@ from psycopg_pool import AsyncConnectionPool
 from infra.settings import Settings
 
 POOL_MAX_SIZE = 2
+# psycopg_pool retries a lost connection with a backoff that doubles without a cap until this
+# much time has passed; after it, the next request starts a fresh attempt at once. Short, so a
+# server back after an outage of any length is used within seconds (the callers' own retry
+# paces the requests).
+RECONNECT_SECONDS = 2.0
 
 
 async def open_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection]:
@@ -19,6 +24,9 @@ async def open_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection]:
         max_size=POOL_MAX_SIZE,
         timeout=settings.pg_connect_timeout_seconds,
         kwargs={"autocommit": True, "connect_timeout": int(settings.pg_connect_timeout_seconds)},
+        # A connection that broke while idle (a server restart) is found before it is used.
+        check=AsyncConnectionPool.check_connection,
+        reconnect_timeout=min(RECONNECT_SECONDS, settings.pg_connect_timeout_seconds),
         open=False,
     )
     try:
