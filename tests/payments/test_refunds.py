@@ -8,6 +8,7 @@ revokes applied by the ledger service, which must end with exactly that many cre
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.settings import Settings
+from services.cli import main
 from services.payments import mapping as m
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
@@ -149,3 +151,35 @@ async def test_a_refused_payment_plans_no_revoke(purchases: PostgresPurchases) -
     plan = await purchases.plan_refund(event)
     assert (plan.state, plan.revokes) == (PaymentState.REFUND_PENDING, ())
     assert await purchases.sendable([event.purchase]) == ()
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures("logging_restored")
+async def test_credits_payments_unapplied_lists_refused_payments_with_their_state(
+    purchases: PostgresPurchases,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    refunded = _refunded(f"pi_{uuid.uuid4().hex[:14]}", "acct-listed", 599).purchase
+    failed = _refunded(f"pi_{uuid.uuid4().hex[:14]}", "acct-listed", 599).purchase
+    granted = _refunded(f"pi_{uuid.uuid4().hex[:14]}", "acct-listed", 599).purchase
+    for purchase in (refunded, failed, granted):
+        await purchases.record_sent(purchase)
+        await purchases.begin_refund(purchase["command_id"], "not_eligible", "plan free")
+    await purchases.mark_refunded(refunded["command_id"], "re_listed", 599)
+    await purchases.mark_refund_failed(failed["command_id"], "card_declined: gone")
+    # Granted after the refusal, while the refund is pending: it stays pending (its credits
+    # are revoked, the refund goes on).
+    still = await purchases.mark_applied(granted["command_id"])
+    assert still is not None and still.state == PaymentState.REFUND_PENDING
+    monkeypatch.setenv("CREDITS_PG_DATABASE", settings.pg_database)
+
+    assert await asyncio.to_thread(main, ["payments", "unapplied", "--limit", "1000"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    mine = {line.split()[3]: line for line in lines if "acct-listed" in line}
+    assert "refunded" in mine[refunded["payment_reference"]]
+    assert "re_listed (599)" in mine[refunded["payment_reference"]]
+    assert "refund_failed" in mine[failed["payment_reference"]]
+    assert "card_declined: gone" in mine[failed["payment_reference"]]
+    assert "refund_pending" in mine[granted["payment_reference"]]
