@@ -440,3 +440,60 @@ async def test_after_a_webhook_the_payment_counters_are_in_the_metrics_expositio
     assert 'credits_payments_webhooks_total{outcome="accepted"}' in exposition
     for name in ("replies", "refunds", "top_up_requests"):
         assert f"# TYPE credits_payments_{name}_total counter" in exposition
+
+
+async def test_hostile_records_on_real_kafka_go_to_the_dlq_and_good_ones_still_purchase(
+    webhook_url: str, payment_settings: Settings, kafka: KafkaTestClient
+) -> None:
+    """Produced straight to the topics (not through the webhook): deep nesting, invalid UTF-8,
+    NUL and surrogates in metadata, a value near the broker's 1 MiB limit, null and binary
+    headers; then a good event on the same partition, which must still become its purchase."""
+    account = _account("plus")
+    key = f"evt_{uuid.uuid4().hex}"
+    meta = PaymentMetadata(account, "pack", "credits", 200, pack="credits_200").to_stripe()
+    session = {
+        "id": "cs_h",
+        "mode": "payment",
+        "payment_status": "paid",
+        "amount_total": 599,
+        "currency": "usd",
+        "metadata": meta,
+    }
+
+    def completed(**fields: Any) -> bytes:
+        event = stripe_event("checkout.session.completed", session | fields, key)
+        return json.dumps(event).encode()
+
+    hostile = [
+        b"[" * 100_000,
+        b"\xff\xfe not utf-8",
+        completed(payment_intent="pi_h\x00"),
+        completed(payment_intent="pi_h2", metadata=meta | {"credits_pack": "\ud800"}),
+        b'{"id": "' + b"x" * 900_000 + b'"}',
+    ]
+    topic = payment_settings.topic(Topic.STRIPE_EVENTS)
+    headers: list[tuple[str, Any]] = [("nothing", None), ("binary", b"\xff\x00\xfe")]
+    offsets = [(await kafka.produce(topic, key, value, headers))[1] for value in hostile]
+    await kafka.produce(topic, key, completed(payment_intent="pi_after_hostile"), headers)
+
+    (purchase,) = await commands_for(payment_settings, account, 1)
+    assert purchase["payment_reference"] == "pi_after_hostile"
+    dead = await read_topic(
+        payment_settings,
+        Topic.DLQ,
+        lambda v: True,
+        len(hostile),
+        settle_seconds=0.5,
+    )
+    codes = {
+        int(h["source.offset"]): h["error.code"].decode()
+        for _, _, h in dead
+        if h.get("source.topic") == topic.encode() and int(h["source.offset"]) in offsets
+    }
+    assert [codes.get(o) for o in offsets] == [
+        "invalid_json",
+        "undecodable",
+        "invalid_stripe_event",
+        "invalid_metadata",
+        "oversized",
+    ]

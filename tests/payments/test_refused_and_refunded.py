@@ -28,12 +28,15 @@ from infra.ledger_application import LedgerApplication
 from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe, free_port
+from services.client.asyncapi.cloud_events import cloud_event_adapter
+from services.client.asyncapi.document import asyncapi_document
 from services.payments.consumer import run_payments
 from services.payments.http import payment_routes, payments_producer
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
 from services.payments.replies import refund_key
 from services.runner import run_ledger
+from tests.client.json_schema_subset import problems
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
 from tests.payments.conftest import read_topic, signed, stripe_event
@@ -44,6 +47,7 @@ SEED_002 = (
     Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "seed_002_plus_credits.toml"
 )
 SECRET = "whsec_refund_tests"
+ASYNCAPI_SCHEMAS = asyncapi_document()["components"]["schemas"]
 WAIT_SECONDS = 30.0
 
 
@@ -263,6 +267,9 @@ async def test_a_refused_paid_purchase_delivered_5_times_is_refunded_once_with_n
     assert {e["id"] for e in refunded_events} == {f"payment_refunded:{intent.id}"}
     assert refunded_events[0]["data"]["refund_id"] == payment.refund_id
     assert refunded_events[0]["data"]["refusal_code"] == "not_eligible"
+    # The contract (docs/asyncapi.json is generated from the same models).
+    cloud_event_adapter().validate_json(json.dumps(refunded_events[0]))
+    assert problems(refunded_events[0], ASYNCAPI_SCHEMAS["CloudEvent"], ASYNCAPI_SCHEMAS) == []
     assert (await loop.purchases.unapplied([PaymentState.REFUNDED]))[-1:] != []
     assert refund_key(intent.id) == f"credits-refund:{intent.id}"
 
