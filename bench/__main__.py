@@ -16,6 +16,7 @@ import psycopg
 from psycopg import sql
 
 from bench.ledger_kafka import ledger_rows
+from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
 from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow
@@ -67,6 +68,12 @@ async def main() -> list[BenchRow]:
     await create_topics(settings)
     try:
         rows += await ledger_rows(settings)
+    finally:
+        await delete_topics(settings, settings.all_topics())
+    _recreate_database(base)
+    await create_topics(settings)
+    try:
+        rows += await payment_rows(settings)
     finally:
         await delete_topics(settings, settings.all_topics())
     _recreate_database(base)

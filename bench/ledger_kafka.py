@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
-from bench.rows import BenchRow
+from bench.rows import BenchRow, percentile
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_clients import acknowledged_producer
@@ -154,11 +154,6 @@ async def _fixed_rate(
     return sorted((replies.received_at[c] - t) * 1000 for c, t in sent_at.items())
 
 
-def _percentile(sorted_values: list[float], fraction: float) -> float:
-    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
-    return sorted_values[index]
-
-
 def _zipf_accounts(count: int, seed: int) -> list[str]:
     weights = list(itertools.accumulate(1 / (k**ZIPF_EXPONENT) for k in range(1, ACCOUNTS + 1)))
     picks = random.Random(seed).choices(range(ACCOUNTS), cum_weights=weights, k=count)
@@ -226,13 +221,13 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         ),
         BenchRow(
             f"command → reply latency p50 at {FIXED_RATE_PER_SECOND}/s",
-            _percentile(latencies_ms, 0.50),
+            percentile(latencies_ms, 0.50),
             "ms",
             f"{len(latencies_ms):,} commands over {FIXED_RATE_SECONDS} s",
         ),
         BenchRow(
             f"command → reply latency p99 at {FIXED_RATE_PER_SECOND}/s",
-            _percentile(latencies_ms, 0.99),
+            percentile(latencies_ms, 0.99),
             "ms",
             f"max {latencies_ms[-1]:.1f} ms; {accepted:,} of {total:,} replies accepted",
         ),

@@ -1,4 +1,4 @@
-"""One line of the benchmark table."""
+"""One line of the benchmark table, and the percentile its latency rows use."""
 
 from __future__ import annotations
 
@@ -11,3 +11,8 @@ class BenchRow:
     value: float
     unit: str
     note: str = ""
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    index = min(len(sorted_values) - 1, round(fraction * (len(sorted_values) - 1)))
+    return sorted_values[index]

@@ -38,11 +38,14 @@ class DlqCode(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_COMMAND = "invalid_command"
     WRONG_KEY = "wrong_key"
-    # The payment consumer (stripe.events, credits.events).
+    # The payment consumer (stripe.events, credits.events, its replies topic).
     INVALID_STRIPE_EVENT = "invalid_stripe_event"
     INVALID_METADATA = "invalid_metadata"
     INVALID_CLOUD_EVENT = "invalid_cloud_event"
+    INVALID_REPLY = "invalid_reply"
     RETRIES_EXHAUSTED = "retries_exhausted"
+    # A record that made our code fail in a way no rule foresaw: kept, and the partition moves on.
+    UNEXPECTED_ERROR = "unexpected_error"
 
 
 @dataclass(frozen=True)

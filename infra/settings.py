@@ -16,13 +16,15 @@ PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
 class Topic(StrEnum):
-    """The public Kafka topics (DESIGN §2.1), before the configurable prefix."""
+    """The Kafka topics (DESIGN §2.1, and the payment side's replies), before the prefix."""
 
     COMMANDS = "credits.commands"
     REPLIES = "credits.replies"
     EVENTS = "credits.events"
     DLQ = "credits.dlq"
     STRIPE_EVENTS = "stripe.events"
+    # The ledger's replies to the payment consumer's commands (their `reply_to`).
+    PAYMENTS_REPLIES = "credits.payments.replies"
 
 
 class Settings(BaseSettings):

@@ -1,150 +1,97 @@
-"""The payment consumer (`credits run payments`): `stripe.events` and `credits.events` in,
-commands out on `credits.commands`, keyed by account id.
+"""The payment consumer (`credits run payments`): `stripe.events`, `credits.events` and the
+ledger's replies to its own commands in; commands on `credits.commands` (keyed by account id),
+refunds at Stripe and `credits.payment_refunded` out.
 
 At least once, never lost: offsets are committed by hand, per partition, only after every
-command a message produced (or its DLQ copy) is acknowledged by the brokers (acks=all). A crash
-before the commit redelivers the message; its commands carry the same ids, so the ledger
-applies them once. Bad input goes to `credits.dlq` with the error headers of DESIGN §2.1 and
-the partition moves on; a failing dependency (Stripe, PostgreSQL) is retried a bounded number
-of times, then the message goes to the DLQ as `retries_exhausted`. If Kafka itself fails the
-component stops without committing (the runner stops the process; a restart resumes).
+message a record produced (or its DLQ copy) is acknowledged by the brokers (acks=all). A crash
+before the commit redelivers the record; its commands carry the same ids, so the ledger applies
+them once. Each record ends as commands sent, ignored with a count, or dead-lettered
+(processing.py). Outages of PostgreSQL or Kafka are waited out, however long, with the
+component not ready meanwhile (`/readyz`, one log line when it starts and one when it ends), and
+it resumes within a couple of seconds of the server being back; a stop (SIGTERM) ends every
+wait at once, and the whole component within `STOP_BUDGET_SECONDS`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-import psycopg
 import structlog
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
 
-from domain.commands import parse_command
-from domain.errors import LedgerError
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
+from infra.kafka_probe import broker_answers
+from infra.kafka_topics import create_topics
+from infra.readiness import READINESS
+from infra.retry import UNTIL_BACK, Stopped, retry
 from infra.settings import Settings, Topic
-from services.payments import metrics
 from services.payments.customers import Customers, PostgresCustomers
-from services.payments.errors import BadInput, ErrorCode, Transient
 from services.payments.handler import PaymentHandler
-from services.payments.mapping import Outcome
+from services.payments.processing import KAFKA_OUTAGES, OUTAGES, RecordProcessor
+from services.payments.purchases import PostgresPurchases
 from services.payments.stripe_api import StripeApi
-from services.payments.stripe_client import TRANSIENT_ERRORS, build_stripe_client
+from services.payments.stripe_client import build_stripe_client
 
 log = structlog.get_logger("credits.payments")
 
+COMPONENT = "payments"
 GROUP_ID = "credits-payments"
 MAX_BATCH = 100
 POLL_TIMEOUT_MS = 500
-MAX_ATTEMPTS = 5
-BACKOFF_SECONDS = 0.2
-MAX_BACKOFF_SECONDS = 3.0
-MAX_MESSAGE_BYTES = 1024 * 1024
-MAX_DLQ_MESSAGE_CHARS = 1000
-_RETRIED: tuple[type[Exception], ...] = (Transient, psycopg.OperationalError, *TRANSIENT_ERRORS)
+MAX_FETCH_BYTES = 16 * 1024 * 1024
+# While idle, whether a broker answers is checked this often (readiness during an outage).
+IDLE_PROBE_SECONDS = 2.0
+# Stopping: a record under way gets this long to finish (it is redelivered otherwise), then the
+# Kafka clients and the pools get theirs. Under 10 s in all.
+RECORD_GRACE_SECONDS = 2.0
+CLIENT_STOP_SECONDS = 2.0
+
+T = TypeVar("T")
 
 
-class Stopped(Exception):
-    """`stop` was set while a message waited to be retried: leave it uncommitted."""
+class _Readiness:
+    """`/readyz` for this component: ready only when nothing is failing."""
 
+    def __init__(self) -> None:
+        self.failing: dict[str, str] = {}
+        READINESS.register(COMPONENT)
 
-class PaymentConsumer:
-    """Turns one record into acknowledged commands (or a DLQ copy). Kafka-facing, no loop."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        handler: PaymentHandler,
-        producer: AIOKafkaProducer,
-        stop: asyncio.Event,
-        *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.handler = handler
-        self.producer = producer
-        self.stop = stop
-        self.clock = clock
-        self.stripe_topic = settings.topic(Topic.STRIPE_EVENTS)
-        self.events_topic = settings.topic(Topic.EVENTS)
-        self.commands_topic = settings.topic(Topic.COMMANDS)
-        self.dlq_topic = settings.topic(Topic.DLQ)
-
-    async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        try:
-            outcome = await self._with_retries(lambda: self._decide(record))
-            commands = [_validated(c) for c in outcome.commands]
-        except BadInput as e:
-            self._count(record, f"dlq_{e.code}")
-            await self._dead_letter(record, e.code, e.message)
-            return
-        acks = [
-            await self.producer.send(
-                self.commands_topic,
-                key=command["account_id"].encode(),
-                value=json.dumps(command, separators=(",", ":")).encode(),
-            )
-            for command in commands
-        ]
-        # Sent in order (one partition per account keeps it); all acknowledged before the commit.
-        await asyncio.gather(*acks)
-        self._count(record, "commands" if commands else outcome.note or "nothing")
-        if commands:
-            log.info(
-                "commands sent",
-                source=record.topic,
-                offset=record.offset,
-                commands=[(c["type"], c["command_id"]) for c in commands],
-            )
-
-    async def _decide(self, record: ConsumerRecord[bytes, bytes]) -> Outcome:
-        message = _json_object(record.value)
-        if record.topic == self.stripe_topic:
-            return await self.handler.stripe_event(message)
-        return await self.handler.cloud_event(message, self.clock())
-
-    async def _with_retries(self, attempt: Callable[[], Awaitable[Outcome]]) -> Outcome:
-        for number in range(1, MAX_ATTEMPTS + 1):
-            try:
-                return await attempt()
-            except _RETRIED as e:
-                if number == MAX_ATTEMPTS:
-                    raise BadInput(
-                        ErrorCode.retries_exhausted, f"{type(e).__name__}: {e}"
-                    ) from None
-                log.warning("retrying", attempt=number, error=f"{type(e).__name__}: {e}")
-                pause = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2 ** (number - 1))
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), timeout=pause)
-                if self.stop.is_set():
-                    raise Stopped from None
-        raise AssertionError("unreachable")
-
-    async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], code: str, message: str
-    ) -> None:
-        log.warning("dead letter", source=record.topic, offset=record.offset, code=code)
-        headers = [
-            ("error.code", code.encode()),
-            ("error.message", message[:MAX_DLQ_MESSAGE_CHARS].encode()),
-            ("source.topic", record.topic.encode()),
-            ("source.partition", str(record.partition).encode()),
-            ("source.offset", str(record.offset).encode()),
-        ]
-        await self.producer.send_and_wait(
-            self.dlq_topic, key=record.key, value=record.value, headers=headers
-        )
-
-    def _count(self, record: ConsumerRecord[bytes, bytes], outcome: str) -> None:
-        if record.topic == self.stripe_topic:
-            metrics.STRIPE_EVENTS.labels(type=_type_of(record.value), outcome=outcome).inc()
+    def on_state(self, ok: bool, reason: str) -> None:
+        doing = reason.split(":", 1)[0]
+        if ok:
+            self.failing.pop(doing, None)
         else:
-            metrics.TOP_UP_REQUESTS.labels(outcome=outcome).inc()
+            self.failing[doing] = reason
+        self._report()
+
+    def started(self) -> None:
+        self.failing.pop("starting", None)
+        self._report()
+
+    def kafka(self, answers: bool) -> None:
+        was = "kafka" not in self.failing
+        if answers == was:
+            return
+        if answers:
+            self.failing.pop("kafka", None)
+            log.warning("Kafka answers again")
+        else:
+            self.failing["kafka"] = "kafka: no broker answers"
+            log.warning("Kafka does not answer; waiting for it")
+        self._report()
+
+    def stopped(self) -> None:
+        READINESS.report(COMPONENT, ready=False, detail="stopped")
+
+    def _report(self) -> None:
+        detail = "; ".join(self.failing.values())
+        READINESS.report(COMPONENT, ready=not self.failing, detail=detail or "consuming")
 
 
 async def run_payments(
@@ -155,90 +102,190 @@ async def run_payments(
     customers: Customers | None = None,
 ) -> None:
     """The `payments` component: runs until `stop` is set."""
-    owned_customers = None
+    readiness = _Readiness()
+    readiness.failing["starting"] = "starting"
+    owned: list[Any] = []
+    try:
+        await _run(settings, stop, readiness, owned, api=api, customers=customers)
+    except Stopped:
+        pass
+    finally:
+        readiness.stopped()
+        for closing in reversed(owned):
+            await _closed(closing)
+        log.info("payments stopped")
+
+
+async def _closed(closing: Callable[[], Awaitable[None]]) -> None:
+    """Closes one client within `CLIENT_STOP_SECONDS`, whatever it raises: aiokafka's clients
+    may end their own tasks cancelled when the broker is gone. Our own cancellation goes on."""
+    try:
+        await asyncio.wait_for(closing(), timeout=CLIENT_STOP_SECONDS)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("a client ended cancelled while closing")
+    except Exception as error:  # closing is best effort: the process is stopping
+        log.warning("a client did not close cleanly", error=f"{type(error).__name__}: {error}")
+
+
+async def _run(
+    settings: Settings,
+    stop: asyncio.Event,
+    readiness: _Readiness,
+    owned: list[Any],
+    *,
+    api: StripeApi | None,
+    customers: Customers | None,
+) -> None:
+    def until_up(attempt: Callable[[], Awaitable[T]], doing: str) -> Awaitable[T]:
+        return retry(
+            attempt,
+            doing=doing,
+            retry_on=(*OUTAGES, *KAFKA_OUTAGES),
+            backoff=UNTIL_BACK,
+            stop=stop,
+            on_state=readiness.on_state,
+        )
+
+    purchases = await until_up(lambda: PostgresPurchases.open(settings), "opening PostgreSQL")
+    owned.append(purchases.close)
     if customers is None:
-        owned_customers = customers = await PostgresCustomers.open(settings)
+        directory = await until_up(lambda: PostgresCustomers.open(settings), "opening PostgreSQL")
+        owned.append(directory.close)
+        customers = directory
     handler = PaymentHandler(
         api or StripeApi(build_stripe_client(settings)),
         customers,
+        purchases,
         cancel_plan=settings.payments_cancel_plan,
         success_url=settings.checkout_success_url,
         cancel_url=settings.checkout_cancel_url,
     )
-    timeout_ms = int(settings.kafka_request_timeout_seconds * 1000)
-    producer = acknowledged_producer(settings, "credits-payments")
-    consumer = kafka_consumer(
-        settings,
-        settings.topic(Topic.STRIPE_EVENTS),
-        settings.topic(Topic.EVENTS),
-        client_id="credits-payments",
-        group_id=f"{settings.topic_prefix}{GROUP_ID}",
-        auto_offset_reset="earliest",
-        max_poll_records=MAX_BATCH,
-        fetch_max_bytes=8 * MAX_MESSAGE_BYTES,
-        max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
-        request_timeout_ms=max(timeout_ms, 40_000),
+    replies_topic = settings.topic(Topic.PAYMENTS_REPLIES)
+    await until_up(lambda: create_topics(settings, [replies_topic]), "creating the replies topic")
+    producer = await until_up(lambda: _started_producer(settings), "starting the Kafka producer")
+    owned.append(producer.stop)
+    consumer = await until_up(lambda: _started_consumer(settings), "starting the Kafka consumer")
+    owned.append(consumer.stop)
+    processor = RecordProcessor(
+        settings, handler, purchases, producer, stop, on_state=readiness.on_state
     )
-    await producer.start()
+    readiness.started()
+    log.info("payments started", group=_group(settings))
+    await _consume(settings, consumer, processor, stop, readiness)
+
+
+async def _consume(
+    settings: Settings,
+    consumer: AIOKafkaConsumer,
+    processor: RecordProcessor,
+    stop: asyncio.Event,
+    readiness: _Readiness,
+) -> None:
+    servers = settings.kafka_bootstrap_servers()
+    probe_timeout = min(2.0, settings.kafka_request_timeout_seconds)
+    last_probe = time.monotonic()
+    while not stop.is_set():
+        batch = await retry(
+            lambda: consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH),
+            doing="reading from Kafka",
+            retry_on=KAFKA_OUTAGES,
+            backoff=UNTIL_BACK,
+            stop=stop,
+            on_state=readiness.on_state,
+        )
+        if not batch and time.monotonic() - last_probe > IDLE_PROBE_SECONDS:
+            last_probe = time.monotonic()
+            readiness.kafka(await asyncio.to_thread(_any_broker_answers, servers, probe_timeout))
+        for partition, records in batch.items():
+            done = None
+            for record in records:
+                try:
+                    await _until_stopped(processor.process(record), stop)
+                except Stopped:
+                    break
+                done = record.offset + 1
+            if done is not None:
+                await _commit(consumer, partition, done)
+            if stop.is_set():
+                return
+        if batch:
+            readiness.kafka(True)
+
+
+async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:
+    """`work`, unless a stop comes and it does not end within `RECORD_GRACE_SECONDS`: then it
+    is cancelled and `Stopped` raised (its record is not committed: it comes again)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
     try:
-        await consumer.start()
-        try:
-            payments = PaymentConsumer(settings, handler, producer, stop)
-            log.info("payments started", group=f"{settings.topic_prefix}{GROUP_ID}")
-            while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH)
-                for partition, records in batch.items():
-                    done = None
-                    try:
-                        for record in records:
-                            await payments.process(record)
-                            done = record.offset + 1
-                    except Stopped:
-                        break
-                    finally:
-                        if done is not None:
-                            await _commit(consumer, partition, done)
-        finally:
-            await consumer.stop()
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await asyncio.wait({task}, timeout=RECORD_GRACE_SECONDS)
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Stopped):
+                await task
+            raise Stopped("a record was under way")
+        task.result()
     finally:
-        await producer.stop()
-        if owned_customers is not None:
-            await owned_customers.close()
-        log.info("payments stopped")
+        stopping.cancel()
 
 
 async def _commit(consumer: AIOKafkaConsumer, partition: TopicPartition, offset: int) -> None:
     try:
-        await consumer.commit({partition: offset})
-    except CommitFailedError as e:
-        # A rebalance took the partition: its new owner redelivers; the command ids dedupe.
-        log.warning("commit failed", partition=str(partition), error=str(e))
+        await asyncio.wait_for(
+            consumer.commit({partition: offset}), timeout=CLIENT_STOP_SECONDS * 5
+        )
+    except CommitFailedError as error:
+        # A rebalance took the partition: its new owner redelivers; the ids dedupe.
+        log.warning("commit failed", partition=str(partition), error=str(error))
+    except (KafkaError, OSError, TimeoutError) as error:
+        # The next commit covers this one; a crash before it only redelivers.
+        log.warning("commit not acknowledged", partition=str(partition), error=str(error))
 
 
-def _json_object(value: bytes | None) -> dict[str, Any]:
-    if value is None:
-        raise BadInput(ErrorCode.invalid_json, "empty message")
+def _group(settings: Settings) -> str:
+    return f"{settings.topic_prefix}{GROUP_ID}"
+
+
+async def _started_producer(settings: Settings) -> AIOKafkaProducer:
+    producer = acknowledged_producer(settings, "credits-payments")
     try:
-        decoded = json.loads(value)
-    except ValueError as e:
-        raise BadInput(ErrorCode.invalid_json, f"not JSON: {e}") from None
-    if not isinstance(decoded, dict):
-        raise BadInput(ErrorCode.invalid_json, "not a JSON object")
-    return decoded
+        await producer.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(producer.stop(), timeout=CLIENT_STOP_SECONDS)
+        raise
+    return producer
 
 
-def _validated(command: dict[str, Any]) -> dict[str, Any]:
-    """Only commands the ledger can parse leave: a bad mapping goes to the DLQ instead."""
+async def _started_consumer(settings: Settings) -> AIOKafkaConsumer:
+    consumer = kafka_consumer(
+        settings,
+        settings.topic(Topic.STRIPE_EVENTS),
+        settings.topic(Topic.EVENTS),
+        settings.topic(Topic.PAYMENTS_REPLIES),
+        client_id="credits-payments",
+        group_id=_group(settings),
+        auto_offset_reset="earliest",
+        max_poll_records=MAX_BATCH,
+        fetch_max_bytes=MAX_FETCH_BYTES,
+        max_partition_fetch_bytes=MAX_FETCH_BYTES,
+        # A JoinGroup waits up to the rebalance timeout (the 10 s session timeout) at the
+        # broker: a shorter request timeout would fail every rebalance.
+        request_timeout_ms=max(int(settings.kafka_request_timeout_seconds * 1000), 40_000),
+    )
     try:
-        parse_command(command)
-    except LedgerError as e:
-        raise BadInput(ErrorCode.invalid_command, e.message) from None
-    return command
+        await consumer.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), timeout=CLIENT_STOP_SECONDS)
+        raise
+    return consumer
 
 
-def _type_of(value: bytes | None) -> str:
-    try:
-        event_type = json.loads(value or b"").get("type")
-    except (ValueError, AttributeError):
-        return "invalid"
-    return metrics.label(event_type) if isinstance(event_type, str) else "invalid"
+def _any_broker_answers(servers: list[tuple[str, int]], timeout_seconds: float) -> bool:
+    return any(broker_answers(host, port, timeout_seconds) for host, port in servers)

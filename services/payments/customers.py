@@ -4,20 +4,30 @@ A top-up must charge the account's saved card, so the payment side needs account
 Stripe's customer search is eventually consistent (up to a minute behind), so the link is kept
 here instead, in PostgreSQL: written when a Stripe customer with `credits_account_id` metadata
 is created or updated, and when a Checkout Session of ours completes with a customer (Checkout
-creates one); removed when the customer is deleted. The latest link wins.
+creates one when it was not given one); removed when the customer is deleted. The latest link
+wins. Checkout passes the linked customer, and creates (and links) one only for the account's
+first payment (`checkout_customer`), so an account keeps one customer and its saved cards.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
+import psycopg
+import stripe
+import structlog
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
 from infra.settings import Settings
+from services.payments.pool import open_pool
+from services.payments.stripe_api import StripeApi
+
+log = structlog.get_logger("credits.payments")
 
 TABLE = "payments_stripe_customers"
-POOL_MAX_SIZE = 2
 
 
 class Customers(Protocol):
@@ -34,17 +44,13 @@ class PostgresCustomers:
 
     @classmethod
     async def open(cls, settings: Settings) -> PostgresCustomers:
-        pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
-            settings.pg_dsn(),
-            min_size=1,
-            max_size=POOL_MAX_SIZE,
-            timeout=settings.pg_connect_timeout_seconds,
-            kwargs={"autocommit": True},
-            open=False,
-        )
-        await pool.open(wait=True, timeout=settings.pg_connect_timeout_seconds)
+        pool = await open_pool(settings)
         customers = cls(pool)
-        await customers.create_table()
+        try:
+            await customers.create_table()
+        except BaseException:
+            await pool.close()
+            raise
         return customers
 
     async def close(self) -> None:
@@ -89,3 +95,43 @@ class PostgresCustomers:
                 sql.SQL("DELETE FROM {} WHERE customer_id = %s").format(sql.Identifier(TABLE)),
                 (customer_id,),
             )
+
+
+async def checkout_customer(api: StripeApi, customers: Customers, account_id: str) -> str | None:
+    """The Stripe customer a Checkout Session of the account charges: the linked one, else a
+    new one, created now (with `credits_account_id` metadata and an idempotency key per
+    account, so two first checkouts at once get the same one) and linked at once, so every
+    later checkout and top-up uses it. None when Stripe or PostgreSQL cannot answer now:
+    Checkout then creates a customer, which the completed session links."""
+    try:
+        linked = await customers.customer_of(account_id)
+        if linked is not None:
+            return linked
+        created = await api.create_customer(account_id, f"credits-customer:{account_id}")
+        await customers.link(account_id, created)
+    except (stripe.StripeError, psycopg.Error) as error:
+        log.warning("no customer for checkout", account_id=account_id, error=str(error))
+        return None
+    log.info("customer created for checkout", account_id=account_id, customer_id=created)
+    return created
+
+
+def checkout_customer_of(
+    settings: Settings, client: stripe.StripeClient
+) -> Callable[[str], Awaitable[str | None]]:
+    """`checkout_customer` for the HTTP routes, its table opened on first use."""
+    api = StripeApi(client)
+    opened: list[PostgresCustomers] = []
+    opening = asyncio.Lock()
+
+    async def customer_of(account_id: str) -> str | None:
+        async with opening:
+            if not opened:
+                try:
+                    opened.append(await PostgresCustomers.open(settings))
+                except psycopg.Error as error:
+                    log.warning("no customer table for checkout", error=str(error))
+                    return None
+        return await checkout_customer(api, opened[0], account_id)
+
+    return customer_of

@@ -1,21 +1,14 @@
-"""Why a Stripe event or top-up message could not be turned into commands (stable codes).
+"""Why a Stripe event, top-up request or ledger reply could not be handled (stable codes).
 
-`BadInput` goes to the DLQ at once (retrying cannot fix it); `Transient` is retried a bounded
-number of times, then goes to the DLQ as `retries_exhausted`.
+`BadInput` goes to the DLQ at once (retrying cannot fix it), with a code of the one DLQ code
+list (`infra.dlq.DlqCode`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-
-class ErrorCode(StrEnum):
-    invalid_json = "invalid_json"
-    invalid_stripe_event = "invalid_stripe_event"
-    invalid_metadata = "invalid_metadata"
-    invalid_cloud_event = "invalid_cloud_event"
-    invalid_command = "invalid_command"
-    retries_exhausted = "retries_exhausted"
+from infra.dlq import DlqCode
 
 
 class CodedError(Exception):
@@ -28,8 +21,4 @@ class CodedError(Exception):
 
 
 class BadInput(CodedError):
-    code: ErrorCode
-
-
-class Transient(Exception):
-    """A dependency (Stripe, PostgreSQL) failed in a way a later attempt may not."""
+    code: DlqCode

@@ -15,12 +15,14 @@ from typing import Any
 import stripe
 import structlog
 
+from infra.dlq import DlqCode
 from services.payments import mapping as m
 from services.payments import refunds
 from services.payments.customers import Customers
-from services.payments.errors import BadInput, ErrorCode
+from services.payments.errors import BadInput
 from services.payments.mapping import Outcome
 from services.payments.metadata import PaymentMetadata
+from services.payments.purchases import REFUSED, PostgresPurchases
 from services.payments.stripe_api import StripeApi
 from services.payments.stripe_objects import cents, currency, id_of, mapping, text
 from services.payments.top_ups import (
@@ -53,6 +55,7 @@ HANDLED_STRIPE_EVENTS: frozenset[str] = frozenset(
 # Stripe keeps idempotency keys for 24 hours: an older top-up request is not charged (its key
 # would no longer protect against a second charge); it fails, and the customer can pay by hand.
 MAX_TOP_UP_AGE = timedelta(hours=23)
+MAX_URL_CHARS = 2048
 
 
 class PaymentHandler:
@@ -60,6 +63,7 @@ class PaymentHandler:
         self,
         api: StripeApi,
         customers: Customers,
+        purchases: PostgresPurchases,
         *,
         cancel_plan: str,
         success_url: str,
@@ -67,6 +71,7 @@ class PaymentHandler:
     ) -> None:
         self.api = api
         self.customers = customers
+        self.purchases = purchases
         self.cancel_plan = cancel_plan
         self.success_url = success_url
         self.cancel_url = cancel_url
@@ -107,8 +112,13 @@ class PaymentHandler:
             intent_id = id_of(obj.get("payment_intent"))
             if intent_id is None:
                 return Outcome(note="not_ours")
-            intent = await self._payment_intent(intent_id)
-            return refunds.refunded(intent, await self.api.refunds_of(text(obj, "id")))
+            refunded = refunds.refunded(await self._payment_intent(intent_id), obj)
+            if refunded is None:
+                return Outcome(note="not_ours")
+            plan = await self.purchases.plan_refund(refunded)
+            if plan.state in REFUSED:
+                return Outcome(note="refused_payment")
+            return Outcome(commands=(refunded.purchase, *plan.revokes))
         if event_type == "charge.dispute.created":
             intent_id = id_of(obj.get("payment_intent"))
             charge_id = id_of(obj.get("charge"))
@@ -167,7 +177,7 @@ class PaymentHandler:
             return await self.api.payment_intent(intent_id)
         except stripe.InvalidRequestError as e:
             raise BadInput(
-                ErrorCode.invalid_stripe_event, f"payment intent {intent_id}: {e.user_message}"
+                DlqCode.INVALID_STRIPE_EVENT, f"payment intent {intent_id}: {e.user_message}"
             ) from None
 
     async def _recovery_url(
@@ -197,7 +207,9 @@ class PaymentHandler:
             log.warning("no recovery checkout session", error=str(e), top_up_id=meta.top_up_id)
             return None
         url = getattr(session, "url", None)
-        return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
+        if not isinstance(url, str) or len(url) > MAX_URL_CHARS or not url.isprintable():
+            return None
+        return url if url.startswith(("https://", "http://")) else None
 
     async def _apply_links(self, outcome: Outcome) -> None:
         if outcome.link is not None:

@@ -71,13 +71,18 @@ def payment_routes(
 ) -> list[Route]:
     """`plan_of(account_id)` gives the account's plan (None: no such account); by default the
     ledger application loads the account (`services.payments.accounts.ledger_plan_of`).
-    `customer_of(account_id)` gives its Stripe customer, if known (by default: none, and
-    Checkout creates one that the completed-session webhook links)."""
+    `customer_of(account_id)` gives its Stripe customer (by default the linked one, else one
+    created and linked now: `services.payments.customers.checkout_customer_of`)."""
     secrets = settings.stripe_webhook_secret_list()
     if not secrets:
         log.warning("CREDITS_STRIPE_WEBHOOK_SECRETS is empty: every webhook will be refused")
     webhook = partial(_webhook, settings, secrets, producer)
-    state: dict[str, Any] = {"catalog": catalog, "client": stripe_client, "plan_of": plan_of}
+    state: dict[str, Any] = {
+        "catalog": catalog,
+        "client": stripe_client,
+        "plan_of": plan_of,
+        "customer_of": customer_of,
+    }
 
     async def checkout(request: Request) -> JSONResponse:
         if state["catalog"] is None:
@@ -88,8 +93,17 @@ def payment_routes(
             from services.payments.accounts import ledger_plan_of
 
             state["plan_of"] = ledger_plan_of(settings)
+        if state["customer_of"] is None:
+            from services.payments.customers import checkout_customer_of
+
+            state["customer_of"] = checkout_customer_of(settings, state["client"])
         return await _checkout(
-            settings, state["catalog"], state["plan_of"], customer_of, state["client"], request
+            settings,
+            state["catalog"],
+            state["plan_of"],
+            state["customer_of"],
+            state["client"],
+            request,
         )
 
     return [

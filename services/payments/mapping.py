@@ -23,10 +23,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from infra.dlq import DlqCode
 from services.payments import metadata as md
-from services.payments.errors import BadInput, ErrorCode
+from services.payments.errors import BadInput
 from services.payments.metadata import PaymentMetadata
-from services.payments.stripe_objects import cents, currency, id_of, mapping, text
+from services.payments.stripe_objects import cents, currency, id_of, mapping, readable, text
 
 Command = dict[str, Any]
 
@@ -38,9 +39,11 @@ _ENDED = frozenset({"canceled", "unpaid", "incomplete_expired"})
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one Stripe event asks for: commands, a customer link, or nothing and why."""
+    """What one record asks for: commands, integration events (CloudEvents for credits.events),
+    a customer link, or nothing and why."""
 
     commands: tuple[Command, ...] = ()
+    events: tuple[dict[str, Any], ...] = ()
     link: tuple[str, str] | None = None  # (account id, Stripe customer id)
     unlink: str | None = None  # a deleted Stripe customer id
     note: str | None = None  # why there are no commands (for logs and counters)
@@ -128,9 +131,10 @@ def failure_reason(error: Any) -> str:
     if not isinstance(error, Mapping):
         return "payment_failed"
     code = error.get("decline_code") or error.get("code") or "payment_failed"
+    code = readable(code, 64) if isinstance(code, str) else "payment_failed"
     message = error.get("message")
-    reason = f"{code}: {message}" if isinstance(message, str) and message else str(code)
-    return reason[:256]
+    reason = f"{code}: {message}" if isinstance(message, str) and message else code
+    return readable(reason, 256)
 
 
 def invoice_paid(invoice: Mapping[str, Any]) -> Outcome:
@@ -220,7 +224,7 @@ def _period_start(invoice: Mapping[str, Any]) -> int:
 def _timestamp(obj: Mapping[str, Any], key: str) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 10**11:
-        raise BadInput(ErrorCode.invalid_stripe_event, f"{key}: not a Unix time")
+        raise BadInput(DlqCode.INVALID_STRIPE_EVENT, f"{key}: not a Unix time")
     return value
 
 
@@ -229,7 +233,7 @@ def _day(timestamp: int) -> str:
 
 
 def _plan_of(subscription: Mapping[str, Any]) -> Any:
-    plan = (subscription.get("metadata") or {}).get(md.PLAN)
+    plan = md.of(subscription.get("metadata")).get(md.PLAN)
     if plan is not None:
         return plan
     items = subscription.get("items")
@@ -237,5 +241,5 @@ def _plan_of(subscription: Mapping[str, Any]) -> Any:
     if isinstance(data, list) and data and isinstance(data[0], Mapping):
         price = data[0].get("price")
         if isinstance(price, Mapping):
-            return (price.get("metadata") or {}).get(md.PLAN)
+            return md.of(price.get("metadata")).get(md.PLAN)
     return None

@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from services.payments.errors import BadInput, ErrorCode
+from infra.dlq import DlqCode
+from services.payments.errors import BadInput
 
 KIND = "credits_kind"
 ACCOUNT_ID = "credits_account_id"
@@ -25,9 +26,9 @@ PLAN = "credits_plan"
 
 Kind = Literal["pack", "amount", "top_up"]
 _KINDS: frozenset[str] = frozenset({"pack", "amount", "top_up"})
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9_.:@-]{1,128}$")
-_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_POSITIVE = re.compile(r"^[1-9][0-9]{0,14}$")  # 1 .. 10^15 - 1, no sign, no float
+_IDENTIFIER = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
+_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_POSITIVE = re.compile(r"[1-9][0-9]{0,14}")  # 1 .. 10^15 - 1, no sign, no float
 
 
 @dataclass(frozen=True)
@@ -53,22 +54,31 @@ class PaymentMetadata:
         return {k: v for k, v in values.items() if v is not None}
 
 
-def account_of(metadata: Mapping[str, Any] | None) -> str | None:
+def of(metadata: Any) -> Mapping[str, Any]:
+    """A Stripe object's `metadata` (absent: empty); anything but an object is refused."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise BadInput(DlqCode.INVALID_METADATA, "metadata: not an object")
+    return metadata
+
+
+def account_of(metadata: Any) -> str | None:
     """The account a Stripe object (customer, subscription) belongs to; validated."""
-    value = (metadata or {}).get(ACCOUNT_ID)
+    value = of(metadata).get(ACCOUNT_ID)
     if value is None:
         return None
     return identifier(value, ACCOUNT_ID)
 
 
-def payment_metadata(metadata: Mapping[str, Any] | None) -> PaymentMetadata | None:
+def payment_metadata(metadata: Any) -> PaymentMetadata | None:
     """Parse our keys; None when the object is not ours; `BadInput` when ours but wrong."""
-    data = metadata or {}
+    data = of(metadata)
     kind = data.get(KIND)
     if kind is None:
         return None
     if kind not in _KINDS:
-        raise BadInput(ErrorCode.invalid_metadata, f"{KIND}: unknown kind {kind!r}")
+        raise BadInput(DlqCode.INVALID_METADATA, f"{KIND}: unknown kind {kind!r}")
     account_id = identifier(data.get(ACCOUNT_ID), ACCOUNT_ID)
     credit_type = name(data.get(CREDIT_TYPE), CREDIT_TYPE)
     credits = positive(data.get(CREDITS), CREDITS)
@@ -78,20 +88,18 @@ def payment_metadata(metadata: Mapping[str, Any] | None) -> PaymentMetadata | No
 
 
 def identifier(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.match(value):
-        raise BadInput(ErrorCode.invalid_metadata, f"{key}: not an id: {value!r}"[:300])
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise BadInput(DlqCode.INVALID_METADATA, f"{key}: not an id: {value!r}"[:300])
     return value
 
 
 def name(value: Any, key: str) -> str:
-    if not isinstance(value, str) or not _NAME.match(value):
-        raise BadInput(ErrorCode.invalid_metadata, f"{key}: not a name: {value!r}"[:300])
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise BadInput(DlqCode.INVALID_METADATA, f"{key}: not a name: {value!r}"[:300])
     return value
 
 
 def positive(value: Any, key: str) -> int:
-    if not isinstance(value, str) or not _POSITIVE.match(value):
-        raise BadInput(
-            ErrorCode.invalid_metadata, f"{key}: not a positive integer: {value!r}"[:300]
-        )
+    if not isinstance(value, str) or not _POSITIVE.fullmatch(value):
+        raise BadInput(DlqCode.INVALID_METADATA, f"{key}: not a positive integer: {value!r}"[:300])
     return int(value)

@@ -9,6 +9,7 @@ ahead is no more trustworthy). Nothing is decoded or trusted before the signatur
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from enum import StrEnum
@@ -17,6 +18,9 @@ from typing import Any
 import stripe
 
 from services.payments.errors import CodedError
+
+# Stripe's event ids (`evt_…`): the Kafka key of the published event.
+_EVENT_ID = re.compile(r"[A-Za-z0-9_.:@-]{1,255}")
 
 
 class Refusal(StrEnum):
@@ -71,12 +75,14 @@ def verify_stripe_event(
         raise WebhookRefused(Refusal.signature_expired, str(e)) from None
     try:
         event = json.loads(payload)
+    except RecursionError:
+        raise WebhookRefused(Refusal.invalid_event, "the body is nested too deep") from None
     except ValueError:
         raise WebhookRefused(Refusal.invalid_event, "the body is not JSON") from None
     if not (
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
-        and 0 < len(event["id"]) <= 255
+        and _EVENT_ID.fullmatch(event["id"]) is not None
         and isinstance(event.get("type"), str)
         and isinstance(event.get("data"), dict)
     ):

@@ -1,7 +1,7 @@
 """The few Stripe API calls the payment side makes, returning plain dicts.
 
-Bounded: one page of at most 100 refunds per call and at most `MAX_REFUND_PAGES` pages; every
-call has the client's timeout and the SDK's bounded network retries.
+Bounded: one page of at most `MAX_CARDS` cards; every call has the client's timeout and the
+SDK's bounded network retries.
 """
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from typing import Any
 
 import stripe
 
+from services.payments.metadata import ACCOUNT_ID
 from services.payments.stripe_client import as_dict
 
-MAX_REFUND_PAGES = 10
-PAGE_SIZE = 100
+MAX_CARDS = 100
 
 
 class StripeApi:
@@ -26,32 +26,35 @@ class StripeApi:
     async def charge(self, charge_id: str) -> dict[str, Any]:
         return as_dict(await self._client.v1.charges.retrieve_async(charge_id))
 
-    async def refunds_of(self, charge_id: str) -> list[dict[str, Any]]:
-        refunds: list[dict[str, Any]] = []
-        params: dict[str, Any] = {"charge": charge_id, "limit": PAGE_SIZE}
-        for _ in range(MAX_REFUND_PAGES):
-            page = await self._client.v1.refunds.list_async(params=params)  # type: ignore[arg-type]
-            refunds.extend(as_dict(r) for r in page.data)
-            if not page.has_more or not page.data:
-                return refunds
-            params["starting_after"] = page.data[-1].id
-        raise stripe.APIError(f"more than {MAX_REFUND_PAGES * PAGE_SIZE} refunds on {charge_id}")
-
     async def saved_payment_method(self, customer_id: str) -> str | None:
-        """The customer's default payment method, else its first saved card."""
+        """The card saved last on the customer (what the customer paid with most recently at
+        Checkout, which saves it for off-session use); None when there is none."""
         customer = as_dict(await self._client.v1.customers.retrieve_async(customer_id))
         if customer.get("deleted"):
             return None
-        settings = customer.get("invoice_settings") or {}
-        default = settings.get("default_payment_method")
-        if isinstance(default, dict):
-            default = default.get("id")
-        if isinstance(default, str) and default:
-            return default
         cards = await self._client.v1.payment_methods.list_async(
-            params={"customer": customer_id, "type": "card", "limit": 1}
+            params={"customer": customer_id, "type": "card", "limit": MAX_CARDS}
         )
-        return cards.data[0].id if cards.data else None
+        # Stripe lists the newest first; `created` decides, the list order breaks ties.
+        newest = sorted(enumerate(cards.data), key=lambda c: (-(c[1].created or 0), c[0]))
+        return str(newest[0][1].id) if newest else None
+
+    async def create_customer(self, account_id: str, idempotency_key: str) -> str:
+        customer = await self._client.v1.customers.create_async(
+            params={"metadata": {ACCOUNT_ID: account_id}},
+            options={"idempotency_key": idempotency_key},
+        )
+        return str(customer.id)
+
+    async def refund(
+        self, payment_intent_id: str, metadata: dict[str, str], idempotency_key: str
+    ) -> dict[str, Any]:
+        """Refunds what is left of the payment (an earlier partial refund stays as it is)."""
+        refund = await self._client.v1.refunds.create_async(
+            params={"payment_intent": payment_intent_id, "metadata": metadata},
+            options={"idempotency_key": idempotency_key},
+        )
+        return as_dict(refund)
 
     async def charge_off_session(self, params: dict[str, Any], idempotency_key: str) -> str:
         intent = await self._client.v1.payment_intents.create_async(

@@ -11,20 +11,23 @@ saved card there is nothing to charge:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import stripe
 
+from infra.dlq import DlqCode
 from services.payments import metadata as md
 from services.payments.checkout import CheckoutOrder, session_params
-from services.payments.errors import BadInput, ErrorCode
+from services.payments.errors import BadInput
 from services.payments.mapping import Command, Outcome
 from services.payments.metadata import PaymentMetadata
 from services.payments.stripe_objects import MAX_CENTS, cents, currency
 
 TOP_UP_REQUESTED = "credits.top_up_requested"
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_.:@-]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -41,7 +44,7 @@ def top_up_request(cloud_event: Mapping[str, Any]) -> TopUpRequest | None:
         return None
     data = cloud_event.get("data")
     if not isinstance(data, Mapping):
-        raise BadInput(ErrorCode.invalid_cloud_event, "data: not an object")
+        raise BadInput(DlqCode.INVALID_CLOUD_EVENT, "data: not an object")
     try:
         account_id = md.identifier(cloud_event.get("subject"), "subject")
         meta = PaymentMetadata(
@@ -52,14 +55,15 @@ def top_up_request(cloud_event: Mapping[str, Any]) -> TopUpRequest | None:
             top_up_id=md.identifier(data.get("top_up_id"), "top_up_id"),
         )
         key = data.get("idempotency_key")
-        if not isinstance(key, str) or not 0 < len(key) <= 255:
-            raise BadInput(ErrorCode.invalid_cloud_event, "idempotency_key: missing")
+        # It becomes an HTTP header of the Stripe request: nothing but id characters.
+        if not isinstance(key, str) or not _IDEMPOTENCY_KEY.fullmatch(key):
+            raise BadInput(DlqCode.INVALID_CLOUD_EVENT, "idempotency_key: missing or not an id")
         price = cents(data, "price_cents")
         code = currency(data)
     except BadInput as e:
-        raise BadInput(ErrorCode.invalid_cloud_event, e.message) from None
+        raise BadInput(DlqCode.INVALID_CLOUD_EVENT, e.message) from None
     if price < 1:
-        raise BadInput(ErrorCode.invalid_cloud_event, "price_cents: must be positive")
+        raise BadInput(DlqCode.INVALID_CLOUD_EVENT, "price_cents: must be positive")
     return TopUpRequest(meta, price, code, key)
 
 
@@ -117,5 +121,5 @@ def request_refusal(error: stripe.StripeError) -> str:
 
 def _credits(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CENTS:
-        raise BadInput(ErrorCode.invalid_cloud_event, "amount: not a positive integer")
+        raise BadInput(DlqCode.INVALID_CLOUD_EVENT, "amount: not a positive integer")
     return value

@@ -134,7 +134,7 @@ async def read_topic(
                 for r in records:
                     try:
                         value = json.loads(r.value or b"")
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         value = {"_raw": (r.value or b"").decode(errors="replace")}
                     if isinstance(value, dict) and match(value):
                         found.append((r.key, value, dict(r.headers)))

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from prometheus_client import REGISTRY
+from prometheus_client import generate_latest
 
 from domain.account import Account
+from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe
 from services.payments.customers import PostgresCustomers
@@ -419,3 +420,80 @@ async def test_unknown_types_are_counted_and_bad_input_goes_to_the_dlq_without_s
     assert sorted(h["error.code"] for h, _ in mine) == [b"invalid_json", b"invalid_metadata"]
     assert all(h["source.topic"] == topic.encode() and h["error.message"] for h, _ in mine)
     assert unhandled() == before + 1
+
+
+async def test_after_a_webhook_the_payment_counters_are_in_the_metrics_exposition(
+    webhook_url: str,
+) -> None:
+    """One registry per process (infra.metrics.REGISTRY, what /metrics serves)."""
+    event_type = f"test.metrics_{uuid.uuid4().hex[:8]}"
+    assert (
+        await _post(webhook_url, stripe_event(event_type, {}, f"evt_{uuid.uuid4().hex}"))
+    ).status_code == 200
+    handled = (
+        f'credits_payments_stripe_events_total{{outcome="unhandled_type",type="{event_type}"}} 1.0'
+    )
+    async with asyncio.timeout(20):
+        while handled not in generate_latest(REGISTRY).decode():
+            await asyncio.sleep(0.1)
+    exposition = generate_latest(REGISTRY).decode()
+    assert 'credits_payments_webhooks_total{outcome="accepted"}' in exposition
+    for name in ("replies", "refunds", "top_up_requests"):
+        assert f"# TYPE credits_payments_{name}_total counter" in exposition
+
+
+async def test_hostile_records_on_real_kafka_go_to_the_dlq_and_good_ones_still_purchase(
+    webhook_url: str, payment_settings: Settings, kafka: KafkaTestClient
+) -> None:
+    """Produced straight to the topics (not through the webhook): deep nesting, invalid UTF-8,
+    NUL and surrogates in metadata, a value near the broker's 1 MiB limit, null and binary
+    headers; then a good event on the same partition, which must still become its purchase."""
+    account = _account("plus")
+    key = f"evt_{uuid.uuid4().hex}"
+    meta = PaymentMetadata(account, "pack", "credits", 200, pack="credits_200").to_stripe()
+    session = {
+        "id": "cs_h",
+        "mode": "payment",
+        "payment_status": "paid",
+        "amount_total": 599,
+        "currency": "usd",
+        "metadata": meta,
+    }
+
+    def completed(**fields: Any) -> bytes:
+        event = stripe_event("checkout.session.completed", session | fields, key)
+        return json.dumps(event).encode()
+
+    hostile = [
+        b"[" * 100_000,
+        b"\xff\xfe not utf-8",
+        completed(payment_intent="pi_h\x00"),
+        completed(payment_intent="pi_h2", metadata=meta | {"credits_pack": "\ud800"}),
+        b'{"id": "' + b"x" * 900_000 + b'"}',
+    ]
+    topic = payment_settings.topic(Topic.STRIPE_EVENTS)
+    headers: list[tuple[str, Any]] = [("nothing", None), ("binary", b"\xff\x00\xfe")]
+    offsets = [(await kafka.produce(topic, key, value, headers))[1] for value in hostile]
+    await kafka.produce(topic, key, completed(payment_intent="pi_after_hostile"), headers)
+
+    (purchase,) = await commands_for(payment_settings, account, 1)
+    assert purchase["payment_reference"] == "pi_after_hostile"
+    dead = await read_topic(
+        payment_settings,
+        Topic.DLQ,
+        lambda v: True,
+        len(hostile),
+        settle_seconds=0.5,
+    )
+    codes = {
+        int(h["source.offset"]): h["error.code"].decode()
+        for _, _, h in dead
+        if h.get("source.topic") == topic.encode() and int(h["source.offset"]) in offsets
+    }
+    assert [codes.get(o) for o in offsets] == [
+        "invalid_json",
+        "undecodable",
+        "invalid_stripe_event",
+        "invalid_metadata",
+        "oversized",
+    ]

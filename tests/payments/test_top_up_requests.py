@@ -12,11 +12,13 @@ import stripe
 from aiokafka import ConsumerRecord
 
 from domain.account import Account
-from infra.settings import Settings
-from services.payments import consumer as consumer_module
-from services.payments.consumer import PaymentConsumer
+from infra.retry import Backoff
+from infra.settings import Settings, Topic
+from services.payments import processing
 from services.payments.errors import BadInput
 from services.payments.handler import PaymentHandler
+from services.payments.mapping import Command
+from services.payments.processing import RecordProcessor
 from services.payments.top_ups import top_up_request
 from services.relay.cloud_events import cloud_event
 from tests.payments.conftest import MemoryLedger
@@ -71,6 +73,17 @@ class _DownStripe:
         raise stripe.APIConnectionError("Stripe is unreachable")
 
 
+class _NoPurchases:
+    """Top-up requests record no purchase: any use of the table would fail the test."""
+
+    async def sendable(self, commands: list[Command]) -> tuple[Command, ...]:
+        assert all(c["type"] != "purchase" for c in commands)
+        return tuple(commands)
+
+    async def mark_revokes_sent(self, command_ids: list[str]) -> None:
+        assert not command_ids
+
+
 class _Producer:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
@@ -80,27 +93,35 @@ class _Producer:
     ) -> None:
         self.sent.append((topic, key, value, headers or []))
 
-    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+    async def send(
+        self, topic: str, value: bytes, key: bytes, headers: Any = None
+    ) -> asyncio.Future[None]:
         self.sent.append((topic, key, value, []))
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.set_result(None)
         return done
 
 
-def _consumer(settings: Settings, api: Any, now: datetime) -> tuple[PaymentConsumer, _Producer]:
+def _consumer(settings: Settings, api: Any, now: datetime) -> tuple[RecordProcessor, _Producer]:
+    purchases: Any = _NoPurchases()
     handler = PaymentHandler(
-        api, _Customers(), cancel_plan="free", success_url="https://s", cancel_url="https://c"
+        api,
+        _Customers(),
+        purchases,
+        cancel_plan="free",
+        success_url="https://s",
+        cancel_url="https://c",
     )
-    producer = _Producer()
+    producer: Any = _Producer()
     return (
-        PaymentConsumer(settings, handler, producer, asyncio.Event(), clock=lambda: now),
+        RecordProcessor(settings, handler, purchases, producer, asyncio.Event(), clock=lambda: now),
         producer,
     )
 
 
 def _record(settings: Settings, value: dict[str, Any]) -> ConsumerRecord[bytes, bytes]:
     return ConsumerRecord(
-        topic=settings.topic(consumer_module.Topic.EVENTS),
+        topic=settings.topic(Topic.EVENTS),
         partition=2,
         offset=41,
         timestamp=0,
@@ -117,14 +138,14 @@ def _record(settings: Settings, value: dict[str, Any]) -> ConsumerRecord[bytes, 
 async def test_a_dependency_that_stays_down_is_retried_a_bounded_number_of_times_then_dlq(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(consumer_module, "BACKOFF_SECONDS", 0.0)
+    monkeypatch.setattr(processing, "STRIPE_BACKOFF", Backoff(0.001, 0.001, max_attempts=5))
     event = _requested(MemoryLedger("seed_001_stripe_credits.toml"), "acct-9")
     api = _DownStripe()
     payments, producer = _consumer(settings, api, datetime.now(UTC))
     await payments.process(_record(settings, event))
-    assert api.calls == consumer_module.MAX_ATTEMPTS
+    assert api.calls == 5
     ((topic, key, value, headers),) = producer.sent
-    assert topic == settings.topic(consumer_module.Topic.DLQ) and key == b"acct-9"
+    assert topic == settings.topic(Topic.DLQ) and key == b"acct-9"
     assert json.loads(value or b"") == event
     assert dict(headers)["error.code"] == b"retries_exhausted"
     assert dict(headers)["source.offset"] == b"41" and dict(headers)["source.partition"] == b"2"
@@ -141,6 +162,6 @@ async def test_a_request_older_than_stripe_keeps_idempotency_keys_is_failed_not_
     assert api.calls == 0
     ((topic, key, value, _),) = producer.sent
     command = json.loads(value or b"")
-    assert topic == settings.topic(consumer_module.Topic.COMMANDS) and key == b"acct-9"
+    assert topic == settings.topic(Topic.COMMANDS) and key == b"acct-9"
     assert (command["type"], command["top_up_id"]) == ("fail_top_up", "tu-1")
     assert command["reason"].startswith("expired")

@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, create_model
 from domain.account import Account
 from domain.commands import Identifier
 from domain.integration import cloud_event_type
+from services.payments.payment_events import PAYMENT_REFUNDED, PaymentRefundedData
+from services.payments.payment_events import SOURCE as PAYMENTS_SOURCE
 from services.relay.cloud_events import SOURCE
 
 # The aggregate's bookkeeping that the relay moves into the envelope (id, subject, sequence,
@@ -96,8 +98,29 @@ def cloud_event_model(cls: type[Account.Event]) -> type[BaseModel]:
     return model
 
 
+class PaymentRefundedCloudEvent(_Strict):
+    """CloudEvents 1.0 structured JSON, type `credits.payment_refunded`: the payment consumer
+    refunded a payment the ledger refused (one per payment; no `sequence`)."""
+
+    specversion: Literal["1.0"]
+    id: Annotated[str, Field(pattern=r"^payment_refunded:[A-Za-z0-9_.:@-]+$")]
+    source: Literal[PAYMENTS_SOURCE]  # type: ignore[valid-type]
+    type: Literal[PAYMENT_REFUNDED]  # type: ignore[valid-type]
+    subject: Identifier
+    time: datetime
+    datacontenttype: Literal["application/json"]
+    data: PaymentRefundedData
+
+
+# What the payment side publishes on `credits.events` beside the relay: type → model.
+PAYMENT_EVENT_MODELS: dict[str, type[BaseModel]] = {PAYMENT_REFUNDED: PaymentRefundedCloudEvent}
+
+
 def cloud_event_adapter() -> TypeAdapter[Any]:
     """Any event of `credits.events`, told apart by `type`."""
-    models = tuple(cloud_event_model(cls) for cls in event_classes())
+    models = (
+        *(cloud_event_model(cls) for cls in event_classes()),
+        *PAYMENT_EVENT_MODELS.values(),
+    )
     union: Any = Annotated[typing.Union[models], Field(discriminator="type")]  # noqa: UP007
     return TypeAdapter(union)

@@ -17,6 +17,7 @@ from domain.commands import MAX_COMMAND_BYTES, Command
 from domain.replies import Reply
 from infra.settings import Settings, Topic
 from services.client.asyncapi.cloud_events import (
+    PAYMENT_EVENT_MODELS,
     cloud_event_adapter,
     cloud_event_model,
     event_classes,
@@ -181,8 +182,8 @@ def _topic(topic: Topic) -> dict[str, Any]:
 
 def _channels() -> dict[str, Any]:
     events = {
-        type_name(cls): {"$ref": f"#/components/messages/{type_name(cls)}"}
-        for cls in event_classes()
+        name: {"$ref": f"#/components/messages/{name}"}
+        for name in [*(type_name(cls) for cls in event_classes()), *PAYMENT_EVENT_MODELS]
     }
     return {
         "commands": {
@@ -204,10 +205,18 @@ def _channels() -> dict[str, Any]:
             "header (the Python client: `<credits.replies>.<client_id>`, one partition).",
             "messages": {"reply": {"$ref": "#/components/messages/reply"}},
         },
+        "paymentReplies": {
+            "address": Topic.PAYMENTS_REPLIES.value,
+            "description": "The ledger's replies to the payment consumer's commands (their "
+            "`reply_to`), read in the payment consumer's group: a refused purchase is refunded.",
+            "messages": {"reply": {"$ref": "#/components/messages/reply"}},
+            "bindings": _topic(Topic.PAYMENTS_REPLIES),
+        },
         "events": {
             "address": Topic.EVENTS.value,
             "description": "Every ledger event as CloudEvents 1.0 structured JSON (DESIGN "
-            "§2.4), in stream order per account, at least once: dedupe by `id`.",
+            "§2.4), in stream order per account, at least once: dedupe by `id`; and the "
+            "payment side's events (source `credits/payments`, no `sequence`).",
             "messages": events,
             "bindings": _topic(Topic.EVENTS),
         },
@@ -285,6 +294,14 @@ def _messages() -> dict[str, Any]:
             payload={"$ref": REF.format(model=model.__name__)},
             key="The account id (the CloudEvent's `subject`).",
         ) | {"contentType": CONTENT_TYPE.decode().split(";")[0]}
+    for name, payment_model in PAYMENT_EVENT_MODELS.items():
+        messages[name] = _message(
+            name,
+            payment_model.__doc__ or "",
+            headers="CloudEventHeaders",
+            payload={"$ref": REF.format(model=payment_model.__name__)},
+            key="The account id (the CloudEvent's `subject`).",
+        ) | {"contentType": CONTENT_TYPE.decode().split(";")[0]}
     return messages
 
 
@@ -319,6 +336,18 @@ def _operations() -> dict[str, Any]:
         ),
         "publishEvent": on("events", "send", "The outbox relay publishes every event.", events),
         "sendDeadLetter": on("deadLetters", "send", "Refused records, with why.", ["deadLetter"]),
+        "publishPaymentEvent": on(
+            "events",
+            "send",
+            "The payment consumer publishes what it did with a payment.",
+            list(PAYMENT_EVENT_MODELS),
+        ),
+        "receivePaymentReply": on(
+            "paymentReplies",
+            "receive",
+            "The payment consumer follows each purchase to credits or a refund.",
+            ["reply"],
+        ),
         "receiveStripeEvent": on(
             "stripeEvents",
             "receive",

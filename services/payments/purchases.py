@@ -1,0 +1,369 @@
+"""The payments sent to the ledger, and what became of them: a table in the service's database.
+
+Every Stripe charge must end as credits or a refund. The ledger may refuse a paid purchase (the
+plan may no longer buy the pack, the account is unknown, the top-up is no longer pending...),
+and only its reply says so. So each purchase the payment consumer sends is recorded here first
+(`payments_purchases`, one row per payment reference, i.e. PaymentIntent) and moves through:
+
+    awaiting_reply ─▶ applied                      (accepted or duplicate: credits granted)
+          │
+          └────────▶ refund_pending ─▶ refunded      (refused: money given back at Stripe)
+                            │
+                            └────────▶ refund_failed (Stripe refused or stayed down; listed by
+                                                      `credits payments unapplied`)
+
+A refused payment is never sent to the ledger again (a purchase the ledger refused is decided
+afresh on a retry, and might be accepted after the money went back).
+
+The row also holds how much of the payment's Stripe refunds its revokes cover
+(`refunded_cents`, `revoked_credits`: see refunds.py), and `payments_revokes` is the outbox of
+those revokes: planned in the same transaction that moves the row, sent, then marked sent. A
+crash between planning and sending leaves them unsent, and the next event of that payment (its
+redelivery, at the latest) sends them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from infra.settings import Settings
+from services.payments.mapping import Command
+from services.payments.pool import open_pool
+from services.payments.refunds import Refunded, Revoked, refund_revoke, revoke_step
+
+PURCHASES = sql.Identifier("payments_purchases")
+REVOKES = sql.Identifier("payments_revokes")
+MAX_LISTED = 1000
+MAX_TEXT_CHARS = 1000
+
+
+class PaymentState(StrEnum):
+    AWAITING_REPLY = "awaiting_reply"
+    APPLIED = "applied"
+    REFUND_PENDING = "refund_pending"
+    REFUNDED = "refunded"
+    REFUND_FAILED = "refund_failed"
+
+
+# The ledger refused these: nothing of theirs goes to the ledger again.
+REFUSED = frozenset(
+    {PaymentState.REFUND_PENDING, PaymentState.REFUNDED, PaymentState.REFUND_FAILED}
+)
+
+
+@dataclass(frozen=True)
+class Payment:
+    payment_reference: str
+    command_id: str
+    account_id: str
+    command: dict[str, Any]
+    state: PaymentState
+    refusal_code: str | None
+    refusal_message: str | None
+    refund_id: str | None
+    refund_cents: int | None
+    refund_error: str | None
+    refunded_at: datetime | None
+    sent_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    """What a `charge.refunded` leads to: nothing (refused payment) or these revokes to send."""
+
+    state: PaymentState
+    revokes: tuple[Command, ...]
+
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS {purchases} (
+        payment_reference text PRIMARY KEY,
+        command_id text NOT NULL UNIQUE,
+        account_id text NOT NULL,
+        command jsonb NOT NULL,
+        state text NOT NULL,
+        refusal_code text,
+        refusal_message text,
+        refund_id text,
+        refund_cents bigint,
+        refund_error text,
+        refunded_at timestamptz,
+        refunded_cents bigint NOT NULL DEFAULT 0,
+        revoked_credits bigint NOT NULL DEFAULT 0,
+        sent_at timestamptz NOT NULL DEFAULT now(),
+        updated_at timestamptz NOT NULL DEFAULT now())""",
+    """CREATE INDEX IF NOT EXISTS payments_purchases_unapplied
+        ON {purchases} (sent_at) WHERE state <> 'applied'""",
+    """CREATE TABLE IF NOT EXISTS {revokes} (
+        command_id text PRIMARY KEY,
+        payment_reference text NOT NULL REFERENCES {purchases},
+        command jsonb NOT NULL,
+        planned_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+        sent_at timestamptz)""",
+    """CREATE INDEX IF NOT EXISTS payments_revokes_unsent
+        ON {revokes} (payment_reference) WHERE sent_at IS NULL""",
+]
+
+
+class PostgresPurchases:
+    def __init__(self, pool: AsyncConnectionPool[AsyncConnection]) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def open(cls, settings: Settings) -> PostgresPurchases:
+        pool = await open_pool(settings)
+        purchases = cls(pool)
+        try:
+            await purchases.create_tables()
+        except BaseException:
+            await pool.close()
+            raise
+        return purchases
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def create_tables(self) -> None:
+        async with self._pool.connection() as conn:
+            for statement in _SCHEMA:
+                query = sql.SQL(statement).format(purchases=PURCHASES, revokes=REVOKES)
+                # Another process may create it at the same instant (a pg_type race).
+                with contextlib.suppress(psycopg.errors.UniqueViolation):
+                    await conn.execute(query)
+
+    # ------------------------------------------------------------------ purchases sent
+
+    async def record_sent(self, purchase: Command) -> PaymentState:
+        """Notes a purchase about to be sent (once per payment); returns the payment's state."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (payment_reference, command_id, account_id, command, state) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (payment_reference) "
+                    "DO UPDATE SET sent_at = now() RETURNING state"
+                ).format(PURCHASES),
+                _new_row(purchase),
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return PaymentState(row[0])
+
+    async def sendable(self, commands: Sequence[Command]) -> tuple[Command, ...]:
+        """`commands` less those of payments the ledger refused; every purchase among them is
+        recorded as sent (before it is: a crash after the send finds it awaiting its reply)."""
+        refused: set[str] = set()
+        for command in commands:
+            if command["type"] == "purchase" and await self.record_sent(command) in REFUSED:
+                refused.add(command["payment_reference"])
+        return tuple(c for c in commands if c.get("payment_reference") not in refused)
+
+    async def plan_refund(self, refunded: Refunded) -> RefundPlan:
+        """Moves the payment's revokes to the target of `refunded` (see refunds.py), in one
+        transaction on the payment's row, and returns every revoke of it not sent yet."""
+        async with self._pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.SQL(
+                    "INSERT INTO {} (payment_reference, command_id, account_id, command, state) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (payment_reference) DO NOTHING"
+                ).format(PURCHASES),
+                _new_row(refunded.purchase),
+            )
+            cursor = await conn.execute(
+                sql.SQL(
+                    "SELECT state, refunded_cents, revoked_credits FROM {} "
+                    "WHERE payment_reference = %s FOR UPDATE"
+                ).format(PURCHASES),
+                (refunded.purchase["payment_reference"],),
+            )
+            row = await cursor.fetchone()
+            assert row is not None
+            state = PaymentState(row[0])
+            if state in REFUSED:
+                return RefundPlan(state, ())
+            step = revoke_step(
+                Revoked(refunded_cents=row[1], credits=row[2]),
+                refunded.refunded_cents,
+                refunded.meta.credits,
+                refunded.paid_cents,
+            )
+            if step is not None:
+                if step.amount != 0:
+                    await self._plan_revoke(conn, refund_revoke(refunded, step))
+                await conn.execute(
+                    sql.SQL(
+                        "UPDATE {} SET refunded_cents = %s, revoked_credits = %s, "
+                        "updated_at = now() WHERE payment_reference = %s"
+                    ).format(PURCHASES),
+                    (
+                        step.after.refunded_cents,
+                        step.after.credits,
+                        refunded.purchase["payment_reference"],
+                    ),
+                )
+            revokes = await self._unsent(conn, refunded.purchase["payment_reference"])
+        return RefundPlan(state, revokes)
+
+    async def plan_revoke(self, revoke: Command) -> None:
+        """A revoke to send once (the outbox): e.g. the credits of a payment refunded already."""
+        async with self._pool.connection() as conn:
+            await self._plan_revoke(conn, revoke)
+
+    async def unsent_revokes(self, payment_reference: str) -> tuple[Command, ...]:
+        async with self._pool.connection() as conn:
+            return await self._unsent(conn, payment_reference)
+
+    async def mark_revokes_sent(self, command_ids: Sequence[str]) -> None:
+        if not command_ids:
+            return
+        async with self._pool.connection() as conn:
+            await conn.execute(
+                sql.SQL(
+                    "UPDATE {} SET sent_at = now() WHERE command_id = ANY(%s) AND sent_at IS NULL"
+                ).format(REVOKES),
+                (list(command_ids),),
+            )
+
+    # ------------------------------------------------------------------ the ledger's replies
+
+    async def payment_of(self, command_id: str) -> Payment | None:
+        return await self._one("SELECT * FROM {} WHERE command_id = %s", (command_id,))
+
+    async def mark_applied(self, command_id: str) -> Payment | None:
+        """Credits were granted: `applied` (a failed refund included: the charge has its
+        credits after all), unless a refund is under way or done (returned as it is: its
+        credits must then be revoked)."""
+        return await self._transition(
+            "state = 'applied'",
+            (),
+            command_id,
+            (PaymentState.AWAITING_REPLY, PaymentState.REFUND_FAILED),
+        )
+
+    async def begin_refund(self, command_id: str, code: str, message: str) -> Payment | None:
+        """The ledger refused the purchase: `refund_pending` (from any state but `applied` and
+        `refunded`, which are returned unchanged)."""
+        return await self._transition(
+            "state = 'refund_pending', refusal_code = %s, refusal_message = %s",
+            (code[:MAX_TEXT_CHARS], message[:MAX_TEXT_CHARS]),
+            command_id,
+            (PaymentState.AWAITING_REPLY, PaymentState.REFUND_PENDING, PaymentState.REFUND_FAILED),
+        )
+
+    async def mark_refunded(self, command_id: str, refund_id: str, cents: int) -> Payment | None:
+        return await self._transition(
+            "state = 'refunded', refund_id = %s, refund_cents = %s, refund_error = NULL, "
+            "refunded_at = now()",
+            (refund_id, cents),
+            command_id,
+            (PaymentState.REFUND_PENDING,),
+        )
+
+    async def mark_refund_failed(self, command_id: str, error: str) -> Payment | None:
+        return await self._transition(
+            "state = 'refund_failed', refund_error = %s",
+            (error[:MAX_TEXT_CHARS],),
+            command_id,
+            (PaymentState.REFUND_PENDING,),
+        )
+
+    async def unapplied(
+        self, states: Sequence[PaymentState] | None = None, limit: int = 100
+    ) -> list[Payment]:
+        """Payments without credits: refused (refunded or not) and those still awaiting the
+        ledger's reply, oldest first."""
+        wanted = [s.value for s in (states or [s for s in PaymentState if s != "applied"])]
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                sql.SQL("SELECT * FROM {} WHERE state = ANY(%s) ORDER BY sent_at LIMIT %s").format(
+                    PURCHASES
+                ),
+                (wanted, max(1, min(limit, MAX_LISTED))),
+            )
+            return [_payment(row) for row in await cursor.fetchall()]
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _transition(
+        self,
+        assignments: str,
+        values: tuple[Any, ...],
+        command_id: str,
+        from_states: tuple[PaymentState, ...],
+    ) -> Payment | None:
+        """The row after the change, or as it is when its state is not one of `from_states`;
+        None when there is no such payment."""
+        changed = await self._one(
+            "UPDATE {} SET " + assignments + ", updated_at = now() "
+            "WHERE command_id = %s AND state = ANY(%s) RETURNING *",
+            (*values, command_id, [s.value for s in from_states]),
+        )
+        return changed if changed is not None else await self.payment_of(command_id)
+
+    async def _one(self, query: str, values: tuple[Any, ...]) -> Payment | None:
+        async with self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(sql.SQL(query).format(PURCHASES), values)
+            row = await cursor.fetchone()
+        return None if row is None else _payment(row)
+
+    @staticmethod
+    async def _plan_revoke(conn: AsyncConnection, revoke: Command) -> None:
+        await conn.execute(
+            sql.SQL(
+                "INSERT INTO {} (command_id, payment_reference, command) VALUES (%s, %s, %s) "
+                "ON CONFLICT (command_id) DO NOTHING"
+            ).format(REVOKES),
+            (revoke["command_id"], revoke["payment_reference"], Jsonb(revoke)),
+        )
+
+    @staticmethod
+    async def _unsent(conn: AsyncConnection, payment_reference: str) -> tuple[Command, ...]:
+        cursor = await conn.execute(
+            sql.SQL(
+                "SELECT command FROM {} WHERE payment_reference = %s AND sent_at IS NULL "
+                "ORDER BY planned_at, command_id"
+            ).format(REVOKES),
+            (payment_reference,),
+        )
+        return tuple(row[0] for row in await cursor.fetchall())
+
+
+def _new_row(purchase: Command) -> tuple[Any, ...]:
+    return (
+        purchase["payment_reference"],
+        purchase["command_id"],
+        purchase["account_id"],
+        Jsonb(purchase),
+        PaymentState.AWAITING_REPLY.value,
+    )
+
+
+def _payment(row: dict[str, Any]) -> Payment:
+    return Payment(
+        payment_reference=row["payment_reference"],
+        command_id=row["command_id"],
+        account_id=row["account_id"],
+        command=row["command"],
+        state=PaymentState(row["state"]),
+        refusal_code=row["refusal_code"],
+        refusal_message=row["refusal_message"],
+        refund_id=row["refund_id"],
+        refund_cents=row["refund_cents"],
+        refund_error=row["refund_error"],
+        refunded_at=row["refunded_at"],
+        sent_at=row["sent_at"],
+        updated_at=row["updated_at"],
+    )
