@@ -25,6 +25,7 @@ from services.api.auth import PORTAL, Caller, authorize, require_account
 from services.api.docs import install_docs
 from services.api.errors import install_error_handlers
 from services.api.gateway import CommandGateway
+from services.api.guard import RequestGuard
 from services.api.resources import Resources
 from services.api.routers import accounts, commands, health, ops, portal_tokens
 from services.payments.checkout import CheckoutRequest
@@ -80,6 +81,7 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
     app.include_router(payments.router)
     app.include_router(health.router)
     install_error_handlers(app)
+    app.add_middleware(RequestGuard)
     install_docs(app)
     app.openapi = lambda: _document(app)  # type: ignore[method-assign]
     return app
