@@ -91,13 +91,13 @@ async def test_no_reply_in_time_is_504_with_the_command_id_and_the_outcome_comes
 
             ledger = RunningLedger(quiet)
             await ledger.start()
-            outcome = None
+            outcome = await c.get(f"{url}/slow")
             for _ in range(300):  # bounded: the ledger applies it within seconds
                 outcome = await c.get(f"{url}/slow")
                 if outcome.status_code == 200:
                     break
                 await asyncio.sleep(0.1)
-            assert outcome is not None and outcome.status_code == 200, outcome.text
+            assert outcome.status_code == 200, outcome.text
             assert CommandOutcome.model_validate(outcome.json()).reply.status == "accepted"
     finally:
         await close_app(app)
