@@ -26,6 +26,7 @@ from services.api.docs import install_docs
 from services.api.errors import install_error_handlers
 from services.api.gateway import CommandGateway
 from services.api.guard import RequestGuard
+from services.api.log_head import events_head
 from services.api.resources import Resources
 from services.api.routers import accounts, commands, health, ops, portal_tokens
 from services.payments.checkout import CheckoutRequest
@@ -105,6 +106,10 @@ def _document(app: FastAPI) -> dict[str, Any]:
             schema = adapter.json_schema(ref_template=REF, mode="validation")
             schemas.update(schema.pop("$defs", {}))
             schemas[name] = schema
+        for variant in schemas["Command"]["oneOf"]:
+            # Over HTTP the path names the account: the body may leave account_id out.
+            command = schemas[variant["$ref"].rsplit("/", 1)[1]]
+            command["required"] = [f for f in command["required"] if f != "account_id"]
         document["components"]["schemas"] = dict(sorted(schemas.items()))
         app.openapi_schema = document
     return app.openapi_schema
@@ -129,7 +134,7 @@ def ops_app_for(app: FastAPI) -> FastAPI:
         # The projector may run in another process: read its lag from the database.
         pool = await resources.pool()
         async with pool.acquire() as conn:
-            head = await ops.events_head(conn)
+            head = await events_head(conn)
             rows = await conn.fetch(
                 f"SELECT projection, position FROM {TRACKING} "
                 "WHERE projection NOT LIKE '%\\_\\_shadow'"

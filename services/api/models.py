@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from domain.errors import ErrorCode
 from domain.replies import Balance, Reply
@@ -47,9 +47,19 @@ class CommandOutcome(_Model):
     reply: Reply
 
 
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" takes 60.0; a string or a bool is still refused (strict).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class PortalTokenRequest(_Model):
     account_id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
-    ttl_seconds: Annotated[int, Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS, strict=True)]
+    ttl_seconds: Annotated[
+        int,
+        Strict(),
+        Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS),
+        BeforeValidator(_integral),
+    ]
 
 
 class PortalTokenIssued(_Model):

@@ -23,7 +23,9 @@ from services.api import keys
 from services.api.app import close_app, create_app, ops_app_for
 from services.api.models import AccountView, ApiError, TransactionsPage, UsagePage
 from tests.api.conftest import api_settings_for, bearer, create_key, start_api
+from tests.databases import fresh_database
 from tests.ledger_harness import RunningLedger, own_topics
+from tests.projections.conftest import PgLedger
 
 pytestmark = pytest.mark.integration
 
@@ -167,19 +169,33 @@ async def test_bad_commands_are_refused_with_a_code_and_rule_rejections_are_409(
     assert bad_id.status_code == 422
 
 
-async def test_a_position_not_reached_in_time_is_504(client, api_settings, scope_keys):
-    impatient = api_settings.model_copy(update={"read_wait_seconds": 0.2})
-    app = create_app(impatient)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as other:
-        response = await other.get(
-            "/v1/accounts/anyone",
-            params={"min_position": 10**12},
-            headers=bearer(scope_keys[keys.Scope.read]),
-        )
-    await close_app(app)
-    assert response.status_code == 504
-    assert ApiError.model_validate(response.json()).error.code == "read_model_behind"
+async def test_a_position_not_reached_in_time_is_504_and_one_beyond_the_log_422(
+    base_settings, api_settings, scope_keys
+):
+    # A database whose log has an event that no projector has applied.
+    behind = api_settings.model_copy(
+        update={"pg_database": f"{api_settings.pg_database}_behind", "read_wait_seconds": 0.2}
+    )
+    with fresh_database(base_settings, behind.pg_database):
+        writer = PgLedger(behind, load_catalog(behind.catalog_path))
+        position = writer.ok("open_account", "behind-acct", plan="free").position
+        writer.app.close()
+        assert position is not None
+        app = create_app(behind)
+        transport = httpx.ASGITransport(app=app)
+        headers = bearer(await create_key(behind, keys.Scope.read))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as other:
+            late = await other.get("/v1/accounts/behind-acct", params={"min_position": position})
+            beyond = await other.get(
+                "/v1/accounts/behind-acct", params={"min_position": position + 1}
+            )
+        await close_app(app)
+    assert late.status_code == 504
+    assert ApiError.model_validate(late.json()).error.code == "read_model_behind"
+    assert beyond.status_code == 422
+    assert beyond.json()["error"]["message"].startswith("min_position: beyond")
 
 
 @pytest.fixture

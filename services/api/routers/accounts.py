@@ -19,6 +19,7 @@ from domain.replies import Balance
 from projections import queries
 from services.api.auth import PORTAL, authorize
 from services.api.errors import READ_MODEL_BEHIND, HttpError, invalid, unknown_account
+from services.api.log_head import events_head
 from services.api.models import (
     ACCOUNT_ID_PATTERN,
     AccountView,
@@ -205,6 +206,11 @@ async def _pool_at(
     """The pool, once the read models have reached `min_position` (if asked)."""
     pool = await held.pool()
     if min_position is not None:
+        async with pool.acquire() as conn:
+            head = await events_head(conn)
+        if min_position > head:
+            # No reply ever named it: waiting could only end in a 504.
+            raise invalid(f"min_position: beyond the event log's head ({head})")
         timeout_seconds = held.settings.read_wait_seconds
         if not await queries.wait_for_position(pool, projections, min_position, timeout_seconds):
             raise HttpError(

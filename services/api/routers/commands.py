@@ -78,8 +78,9 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/commands", tags=["commands"
             "description": f"payload_too_large: over {MAX_COMMAND_BYTES} bytes",
         },
         422: {
-            "model": Reply,
-            "description": "rejected: invalid_command, unknown_plan, unknown_action",
+            "model": Reply | ApiError,
+            "description": "rejected: invalid_command, unknown_plan, unknown_action (a Reply); "
+            "invalid_request: a bad path parameter (an ApiError)",
         },
         **_COMMON,
         504: {"model": CommandTimeoutError, "description": "command_timeout: no reply in time"},

@@ -5,17 +5,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Security
 
 from projections.store import TRACKING
 from services.api.auth import authorize
+from services.api.log_head import events_head
 from services.api.models import ApiError, ProjectionsStatus, ProjectionStatus
 from services.api.resources import Resources, app_resources
-
-# The events table of the ledger application (eventsourcing names it after the application).
-EVENTS_TABLE = "ledger_events"
 
 router = APIRouter(
     prefix="/v1/ops",
@@ -55,11 +53,3 @@ async def get_projections(held: Annotated[Resources, Depends(app_resources)]) ->
             for row in rows
         ],
     )
-
-
-async def events_head(conn: Any) -> int:
-    exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", EVENTS_TABLE)
-    if not exists:  # no ledger has run on this database yet
-        return 0
-    head: int = await conn.fetchval(f"SELECT coalesce(max(notification_id), 0) FROM {EVENTS_TABLE}")
-    return head
