@@ -25,7 +25,7 @@ from services.api.route_table import methods_at
 
 log = structlog.get_logger("credits.api")
 
-# HTTP-only codes (docs/API.md), beside the reply codes of docs/DESIGN.md §2.3.
+# HTTP-only codes (docs/API.md), beside the reply codes of DESIGN §2.3.
 INVALID_REQUEST = "invalid_request"
 INVALID_JSON = "invalid_json"
 PAYLOAD_TOO_LARGE = "payload_too_large"

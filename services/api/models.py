@@ -19,7 +19,7 @@ class _Model(BaseModel):
 
 
 class ApiErrorBody(_Model):
-    # The reply codes of docs/DESIGN.md §2.3, plus the HTTP-only ones of docs/API.md.
+    # The reply codes of DESIGN §2.3, plus the HTTP-only ones of docs/API.md.
     code: str = Field(
         examples=[ErrorCode.unknown_account.value, "invalid_request", "read_model_behind"]
     )

@@ -63,10 +63,10 @@ class PortalTokens:
         if match is None:
             return None
         signed = presented.rsplit(".", 1)[0]
-        signature = _unb64(match.group(2))
-        if signature is None or not any(
-            hmac.compare_digest(_sign(key, signed), signature) for key in self._keys
-        ):
+        # Compared as text, so that only the one canonical encoding of a signature passes
+        # (base64's spare bits would otherwise give each signature several spellings).
+        signature = match.group(2)
+        if not any(hmac.compare_digest(_b64(_sign(key, signed)), signature) for key in self._keys):
             return None
         token = _payload(match.group(1))
         if token is None or token.expires_at <= (time.time() if now is None else now):

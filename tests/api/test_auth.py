@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import string
 import time
 from typing import Any
 
@@ -203,13 +204,21 @@ async def test_expired_and_tampered_portal_tokens_are_refused(client, api):
     signer = PortalTokens([PORTAL_SECRET])
     expired = signer.encode(signer.issue(account_id, 60, now=time.time() - 61))
     good = await _portal_token(client, account_id)
-    signature_flipped = good[:-1] + ("A" if good[-1] != "A" else "B")
+    middle = len(good) - 10
+    signature_flipped = good[:middle] + ("A" if good[middle] != "A" else "B") + good[middle + 1 :]
+    # The same signature bytes spelled another way (base64's two spare bits): not canonical.
+    alphabet = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
+    respelled = good[:-1] + alphabet[alphabet.index(good[-1]) ^ 1]
+    assert base64.urlsafe_b64decode(respelled.split(".")[1] + "=") == base64.urlsafe_b64decode(
+        good.split(".")[1] + "="
+    )
     other_secret = PortalTokens(["not-our-secret"])
     foreign = other_secret.encode(other_secret.issue(account_id, 60))
     for token in (
         expired,
         _tampered_payload(good, "someone-else"),
         signature_flipped,
+        respelled,
         foreign,
         good + "x",
         "pt_",

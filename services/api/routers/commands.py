@@ -2,7 +2,7 @@
 synchronously; `GET /v1/accounts/{id}/commands/{command_id}`: an accepted command's outcome.
 
 The body is the Kafka command JSON; the account id comes from the path (a body naming another
-one is refused). The reply is the ledger's (docs/DESIGN.md §2.3), `position` included for
+one is refused). The reply is the ledger's (DESIGN §2.3), `position` included for
 read-your-writes; its HTTP status follows the outcome: 200 accepted or duplicate, else
 `REJECTION_STATUS` of its error code. No reply within `CREDITS_API_COMMAND_TIMEOUT_SECONDS`:
 504 with the command id; the command may still be applied, and the outcome read tells.
