@@ -15,6 +15,10 @@ import uvicorn
 
 # In-flight requests get this long to finish once the stop is set.
 GRACEFUL_SHUTDOWN_SECONDS = 10
+# Longer than a client's or load balancer's idle timeout (60 s is common): the side that closes
+# an idle connection should be the one that reuses it, else a request sent as the server closes
+# it fails (uvicorn's 5 s default did: 1-2 reads in 2,000 under load).
+KEEP_ALIVE_SECONDS = 75
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -35,6 +39,7 @@ async def serve_until_stopped(
         access_log=False,  # an access log would be one more place a credential could leak
         lifespan=lifespan,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
     server = _EmbeddedServer(config)
     serving = asyncio.create_task(server.serve())
