@@ -17,7 +17,8 @@ RUN pip install .
 RUN useradd --system --uid 10001 credits
 USER credits
 
-EXPOSE 8080
+# 8080: the API; 8081: the ops port (/metrics, /readyz).
+EXPOSE 8080 8081
 HEALTHCHECK --interval=10s --timeout=5s --retries=3 \
   CMD python -c "import sys, urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=4).status == 200 else 1)"
 CMD ["credits", "run", "all"]

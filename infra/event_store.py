@@ -534,6 +534,24 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
     application_recorder_class = CreditsPostgresRecorder
     process_recorder_class = CreditsPostgresRecorder
 
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        # psycopg prepares a statement by itself on its 6th run (`prepare_threshold`). In
+        # pipeline mode it records that statement as prepared when it is queued, unchecked; if
+        # the pipeline aborts first (a receipt or version conflict earlier in the save), the
+        # server never parsed it, and every later use on that connection fails with `prepared
+        # statement "_pg3_N" does not exist`. So the store's connections prepare only what the
+        # code asks for (`prepare=True`, which psycopg checks against the results).
+        pool = self.datastore.pool
+        configure = pool._configure
+
+        def configure_connection(conn: Any) -> None:
+            if configure is not None:
+                configure(conn)
+            conn.prepare_threshold = _ONLY_WHEN_ASKED
+
+        pool._configure = configure_connection
+
     # Components starting together on a fresh database (`credits run all`, or several
     # processes) would race on `CREATE TABLE IF NOT EXISTS`, which is not safe concurrently
     # (a duplicate row type fails one of them): tables are created one creator at a time.
@@ -562,6 +580,8 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
                 conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (_CREATE_TABLES_LOCK,))
 
 
+# A run count no statement reaches: psycopg never prepares by count (see the factory).
+_ONLY_WHEN_ASKED = 2**31 - 1
 # Any fixed number: the key of the session lock table creators take turns with.
 _CREATE_TABLES_LOCK = 0x63726564_74626C73  # "cred" "tbls"
 

@@ -6,6 +6,8 @@ defaults, which point at the local stack that `infra/postgres.sh` and `infra/kaf
 
 from __future__ import annotations
 
+import re
+import socket
 from enum import StrEnum
 from pathlib import Path
 
@@ -54,6 +56,21 @@ class Settings(BaseSettings):
     # HTTP API.
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    # `/metrics` and `/readyz`: a port of their own, which the deployment exposes to whom it
+    # chooses (docs/API.md).
+    ops_host: str = "127.0.0.1"
+    ops_port: int = Field(default=8081, ge=1, le=65535)
+    # Names this API instance's reply topic (`credits.replies.api-<id>`): keep it stable across
+    # restarts (a pod or host name) so a restart reuses the topic.
+    api_instance_id: str = Field(
+        default_factory=lambda: _host_name(), pattern=r"^[A-Za-z0-9._-]{1,64}$"
+    )
+    # How long `POST /v1/accounts/{id}/commands` waits for the ledger's reply (then 504).
+    api_command_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    # Portal tokens: HMAC-SHA256 secrets, comma-separated; the first signs, every one verifies
+    # (old and new during a rotation). Empty: a random secret per process (tokens then work
+    # only on the instance that issued them, until it restarts).
+    portal_token_secrets: str = ""
 
     # Catalog (TOML) the service prices with; see docs/DOMAIN.md for its format.
     catalog_path: Path = PROJECT_DIR / "domain" / "catalogs" / "demo.toml"
@@ -80,9 +97,6 @@ class Settings(BaseSettings):
     projector_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # How long a read with `min_position` waits for the read model to reach it (then 504).
     read_wait_seconds: float = Field(default=5.0, ge=0, le=30)
-    # Threads running synchronous commands (eventsourcing is synchronous): one per database
-    # connection the ledger application may hold, so no thread waits on the pool.
-    api_command_threads: int = Field(default=8, ge=1, le=64)
 
     # Logs: "json" for machines, "console" for people.
     log_level: str = "INFO"
@@ -104,8 +118,16 @@ class Settings(BaseSettings):
     def stripe_webhook_secret_list(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
 
+    def portal_token_secret_list(self) -> list[str]:
+        return [s.strip() for s in self.portal_token_secrets.split(",") if s.strip()]
+
     def pg_dsn(self, database: str | None = None) -> str:
         return (
             f"postgresql://{self.pg_user}:{self.pg_password}@{self.pg_host}:{self.pg_port}/"
             f"{database or self.pg_database}"
         )
+
+
+def _host_name() -> str:
+    """This host's name, in the characters a Kafka topic name allows."""
+    return re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64] or "local"

@@ -10,13 +10,10 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import structlog
-import uvicorn
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
@@ -24,11 +21,10 @@ from infra.gc_pacing import pace_garbage_collection
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.runner import run_projector
-from services.api.app import create_app
+from services.api.server import run_api
 from services.ledger.consumer import LedgerConsumer
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
-from services.payments.http import payment_routes, payments_producer
 from services.relay.relay import OutboxRelay
 from services.scheduler.scheduler import Scheduler
 
@@ -38,54 +34,6 @@ log = structlog.get_logger("credits.runner")
 
 # A component that does not stop within this after the signal is cancelled.
 SHUTDOWN_GRACE_SECONDS = 20.0
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handling: the runner owns the signals for every component."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
-
-
-async def run_api(settings: Settings, stop: asyncio.Event) -> None:
-    # Stripe webhooks are published to Kafka before they are acknowledged; until the producer
-    # is connected the webhook answers 503 (Stripe retries) while the rest of the API serves.
-    producer = payments_producer(settings)
-    connecting = asyncio.create_task(_start_when_kafka_answers(producer, stop))
-    config = uvicorn.Config(
-        create_app(settings, extra_routes=payment_routes(settings, producer)),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,  # our structured logging, not uvicorn's
-        access_log=False,
-        lifespan="on",
-        timeout_graceful_shutdown=int(SHUTDOWN_GRACE_SECONDS / 2),
-    )
-    server = _EmbeddedServer(config)
-    serving = asyncio.create_task(server.serve())
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    server.should_exit = True
-    stopping.cancel()
-    await serving
-    connecting.cancel()
-    await producer.stop()
-    if not server.started and not stop.is_set():
-        raise RuntimeError(f"the API could not listen on {settings.http_host}:{settings.http_port}")
-
-
-async def _start_when_kafka_answers(producer: AIOKafkaProducer, stop: asyncio.Event) -> None:
-    pause_seconds = 1.0
-    while not stop.is_set():
-        try:
-            await producer.start()
-            return
-        except KafkaError as error:
-            log.warning("webhook producer cannot reach Kafka yet", error=str(error))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=pause_seconds)
-            pause_seconds = min(pause_seconds * 2, 30.0)
 
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from domain.catalog import load_catalog
+from domain.catalog import Catalog, load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics
 from infra.ledger_application import LedgerApplication
@@ -34,6 +34,7 @@ class RunningLedger:
         consumer_class: type[LedgerConsumer] = LedgerConsumer,
         *,
         as_in_production: bool = False,
+        catalog: Catalog = DEMO,
     ) -> None:
         """`as_in_production`: the cache is trusted as `credits run ledger` trusts it (no
         fast-forward, so an account in it is not read again); by default each account is
@@ -43,7 +44,7 @@ class RunningLedger:
         self.app = LedgerApplication(
             env={**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": fastforward}
         )
-        self.service = LedgerService(self.app, DEMO, SystemClock())
+        self.service = LedgerService(self.app, catalog, SystemClock())
         self.consumer = consumer_class(settings, self.service)
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None

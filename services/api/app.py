@@ -1,195 +1,146 @@
-"""The HTTP API (Starlette): reads from the read models, synchronous commands, health.
+"""The HTTP API (FastAPI): account reads, commands through Kafka, portal tokens, checkout and
+the Stripe webhook, `/healthz`; `/openapi.json` and `/docs`. `/metrics` and `/readyz` are on the
+ops port (`ops_app_for`, infra/ops_server.py).
 
-Routes are declared once, as `Operation`s: the app and the OpenAPI document (docs/openapi.json)
-are both built from them. Other components add their routes through `extra_routes` (payments:
-`/webhooks/stripe`, `/v1/checkout`).
+`create_app` opens nothing: the pool and the Kafka clients start on first use, so the app can
+be built to write its OpenAPI document (`credits openapi`) with no server running.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
-import structlog
+from fastapi import Depends, FastAPI, Security
+from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
-from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Route
 
 from domain.commands import Command
-from domain.replies import Reply
+from infra.metrics import PROJECTION_LAG, PROJECTION_POSITION
+from infra.ops_server import ops_app
 from infra.settings import Settings
-from services.api import ops, reads
-from services.api.commands import post_command
-from services.api.errors import INTERNAL, NOT_FOUND, HttpError, error_response, on_http_error
-from services.api.models import AccountView, ApiError, Readiness, TransactionsPage, UsagePage
-from services.api.openapi import Operation, Param, build_openapi
+from projections.store import TRACKING
+from services.api.auth import PORTAL, Caller, authorize, require_account
+from services.api.docs import install_docs
+from services.api.errors import install_error_handlers
+from services.api.gateway import CommandGateway
+from services.api.guard import RequestGuard
+from services.api.log_head import events_head
 from services.api.resources import Resources
+from services.api.routers import accounts, commands, health, ops, portal_tokens
+from services.payments.checkout import CheckoutRequest
+from services.payments.http import PaymentRoutes
 
-API_VERSION = "1.0.0"
-log = structlog.get_logger("credits.api")
-
-_ACCOUNT = Param(
-    "account_id",
-    "path",
-    {"type": "string", "pattern": r"^[A-Za-z0-9_.:@-]{1,128}$"},
-    "the caller's account id",
+API_VERSION = "2.0.0"
+DESCRIPTION = (
+    "Event-sourced credit ledger: account reads, commands, portal tokens, checkout. Every /v1 "
+    "route needs `Authorization: Bearer <API key or portal token>` (scopes in docs/API.md). "
+    "Errors are JSON {error: {code, message}}."
 )
-_MIN_POSITION = Param(
-    "min_position",
-    "query",
-    {"type": "integer", "minimum": 0},
-    "wait (bounded by CREDITS_READ_WAIT_SECONDS) until the read model has applied this "
-    "position (a command reply's `position`); 504 read_model_behind otherwise",
-)
-_BAD = ("bad parameters: invalid_request, with a message", ApiError)
-_UNKNOWN = ("unknown_account", ApiError)
-_BEHIND = ("read_model_behind: min_position not reached in time", ApiError)
-
-OPERATIONS: list[Operation] = [
-    Operation(
-        "GET",
-        "/v1/accounts/{account_id}",
-        "getAccount",
-        "Balances per credit type, plan, next reset, open holds; a daily plan's usage profile",
-        reads.get_account,
-        params=(_ACCOUNT, _MIN_POSITION),
-        responses={200: ("the account", AccountView), 404: _UNKNOWN, 422: _BAD, 504: _BEHIND},
-    ),
-    Operation(
-        "GET",
-        "/v1/accounts/{account_id}/usage",
-        "getUsage",
-        "Usage per day (or month), action and credit type: count, credits spent, cost",
-        reads.get_usage,
-        params=(
-            _ACCOUNT,
-            Param(
-                "from",
-                "query",
-                {"type": "string", "format": "date"},
-                "first day, UTC (default: 29 days before `to`)",
-            ),
-            Param(
-                "to",
-                "query",
-                {"type": "string", "format": "date"},
-                "last day, UTC, inclusive (default: today); at most 366 days in all",
-            ),
-            Param(
-                "bucket",
-                "query",
-                {"type": "string", "enum": ["day", "month"]},
-                "rows per day (default) or per month",
-            ),
-            _MIN_POSITION,
-        ),
-        responses={200: ("usage", UsagePage), 404: _UNKNOWN, 422: _BAD, 504: _BEHIND},
-    ),
-    Operation(
-        "GET",
-        "/v1/accounts/{account_id}/transactions",
-        "getTransactions",
-        "The account's ledger movements, newest first, with available before and after",
-        reads.get_transactions,
-        params=(
-            _ACCOUNT,
-            Param(
-                "limit",
-                "query",
-                {"type": "integer", "minimum": 1, "maximum": 200},
-                "page size (default 50)",
-            ),
-            Param(
-                "before",
-                "query",
-                {"type": "string"},
-                "the previous page's `next_before`, for the next (older) page",
-            ),
-            _MIN_POSITION,
-        ),
-        responses={200: ("a page", TransactionsPage), 404: _UNKNOWN, 422: _BAD, 504: _BEHIND},
-    ),
-    Operation(
-        "POST",
-        "/v1/accounts/{account_id}/commands",
-        "postCommand",
-        "A command (the Kafka command JSON; account_id from the path), answered synchronously",
-        post_command,
-        params=(_ACCOUNT,),
-        body=("Command", TypeAdapter(Command)),
-        responses={
-            200: ("accepted or duplicate", Reply),
-            404: ("rejected: unknown_account, hold_not_found", Reply),
-            409: ("rejected by a ledger rule (insufficient_credits, ...)", Reply),
-            422: ("rejected: invalid_command, unknown_plan, unknown_action", Reply),
-        },
-    ),
-    Operation(
-        "GET",
-        "/healthz",
-        "healthz",
-        "PostgreSQL and Kafka answer (503 names the failing part)",
-        ops.healthz,
-        responses={200: ("healthy", None), 503: ("a part does not answer", None)},
-    ),
-    Operation(
-        "GET",
-        "/readyz",
-        "readyz",
-        "The database answers and every component of this process reports ready",
-        ops.readyz,
-        responses={200: ("ready", Readiness), 503: ("not ready", Readiness)},
-    ),
-    Operation(
-        "GET",
-        "/metrics",
-        "metrics",
-        "Prometheus: commands by status, projection lag, DLQ messages",
-        ops.metrics,
-        responses={200: ("Prometheus text format", None)},
-        media_type="text/plain",
-    ),
-]
+REF = "#/components/schemas/{model}"
+# Request bodies read by hand (bounded, parsed strictly), named in the document by reference.
+BODY_SCHEMAS: dict[str, TypeAdapter[Any]] = {
+    "Command": TypeAdapter(Command),
+    "CheckoutRequest": TypeAdapter(CheckoutRequest),
+}
 
 
-def openapi_document() -> dict[str, Any]:
-    return build_openapi(OPERATIONS, API_VERSION)
+async def _checkout_check(
+    caller: Annotated[Caller, Depends(authorize)],
+) -> Callable[[str], None]:
+    return lambda account_id: require_account(caller, account_id)
 
 
-def create_app(settings: Settings, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    resources = Resources(settings)
+def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> FastAPI:
+    resources = Resources(settings, gateway=gateway)
+    payments = PaymentRoutes(
+        settings,
+        checkout_access=Security(_checkout_check, scopes=["admin"]),
+        checkout_openapi_extra=PORTAL,
+    )
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
-            await resources.close()
+            await close_app(app)
 
-    routes: list[BaseRoute] = [Route(op.path, op.handler, methods=[op.method]) for op in OPERATIONS]
-    app = Starlette(
-        routes=[*routes, *extra_routes],
+    app = FastAPI(
+        title="credits",
+        version=API_VERSION,
+        description=DESCRIPTION,
         lifespan=lifespan,
-        exception_handlers={
-            HttpError: on_http_error,
-            HTTPException: _on_starlette_error,
-            Exception: _on_unexpected,
-        },
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.resources = resources
+    app.state.payments = payments
+    for router in (accounts.router, commands.router, portal_tokens.router, ops.router):
+        app.include_router(router)
+    app.include_router(payments.router)
+    app.include_router(health.router)
+    install_error_handlers(app)
+    app.add_middleware(RequestGuard)
+    install_docs(app)
+    app.openapi = lambda: _document(app)  # type: ignore[method-assign]
     return app
 
 
-async def _on_starlette_error(_: Request, error: Exception) -> JSONResponse:
-    assert isinstance(error, HTTPException)
-    code = NOT_FOUND if error.status_code in (404, 405) else "invalid_request"
-    return error_response(error.status_code, code, str(error.detail))
+async def close_app(app: FastAPI) -> None:
+    await app.state.resources.close()
+    await app.state.payments.close()
 
 
-async def _on_unexpected(request: Request, error: Exception) -> JSONResponse:
-    log.error("unexpected error", path=request.url.path, error=repr(error))
-    return error_response(500, INTERNAL, "internal error; see the service log")
+def _document(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        document = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for name, adapter in BODY_SCHEMAS.items():
+            schema = adapter.json_schema(ref_template=REF, mode="validation")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[name] = schema
+        for variant in schemas["Command"]["oneOf"]:
+            # Over HTTP the path names the account: the body may leave account_id out.
+            command = schemas[variant["$ref"].rsplit("/", 1)[1]]
+            command["required"] = [f for f in command["required"] if f != "account_id"]
+        document["components"]["schemas"] = dict(sorted(schemas.items()))
+        app.openapi_schema = document
+    return app.openapi_schema
+
+
+def ops_app_for(app: FastAPI) -> FastAPI:
+    """The ops port's app for this API process: `/readyz` checks the database through the
+    API's pool and Kafka through its command gateway; `/metrics` reads projection lag."""
+    resources: Resources = app.state.resources
+
+    async def database() -> tuple[bool, str]:
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+        return True, "answers"
+
+    async def kafka() -> tuple[bool, str]:
+        await resources.gateway.start()
+        return True, f"replies on {resources.gateway.reply_topic}"
+
+    async def projection_lag() -> None:
+        # The projector may run in another process: read its lag from the database.
+        pool = await resources.pool()
+        async with pool.acquire() as conn:
+            head = await events_head(conn)
+            rows = await conn.fetch(
+                f"SELECT projection, position FROM {TRACKING} "
+                "WHERE projection NOT LIKE '%\\_\\_shadow'"
+            )
+        for row in rows:
+            PROJECTION_POSITION.labels(row["projection"]).set(row["position"])
+            PROJECTION_LAG.labels(row["projection"]).set(max(head - row["position"], 0))
+
+    return ops_app(checks={"database": database, "kafka": kafka}, on_scrape=[projection_lag])

@@ -1,13 +1,17 @@
-"""The shapes the HTTP API answers with: the OpenAPI document is generated from these."""
+"""The shapes the HTTP API takes and answers with: the OpenAPI document is generated from these."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
 
 from domain.errors import ErrorCode
-from domain.replies import Balance
+from domain.replies import Balance, Reply
+from services.api.portal_tokens import MAX_TTL_SECONDS, MIN_TTL_SECONDS
+
+ACCOUNT_ID_PATTERN = r"^[A-Za-z0-9_.:@-]{1,128}$"
 
 
 class _Model(BaseModel):
@@ -15,7 +19,7 @@ class _Model(BaseModel):
 
 
 class ApiErrorBody(_Model):
-    # The reply codes of DESIGN §2.3, plus the HTTP-only ones of docs/READ_MODELS.md.
+    # The reply codes of DESIGN §2.3, plus the HTTP-only ones of docs/API.md.
     code: str = Field(
         examples=[ErrorCode.unknown_account.value, "invalid_request", "read_model_behind"]
     )
@@ -24,6 +28,57 @@ class ApiErrorBody(_Model):
 
 class ApiError(_Model):
     error: ApiErrorBody
+
+
+class CommandTimeoutError(_Model):
+    """504: the command was sent and acknowledged by Kafka, but the ledger's reply did not come
+    in time. Read its outcome later with `GET /v1/accounts/{id}/commands/{command_id}`."""
+
+    command_id: str
+    error: ApiErrorBody
+
+
+class CommandOutcome(_Model):
+    """An accepted command's receipt: the reply the ledger gave when it applied it."""
+
+    command_id: str
+    account_id: str
+    recorded_at: datetime
+    reply: Reply
+
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" takes 60.0; a string or a bool is still refused (strict).
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+class PortalTokenRequest(_Model):
+    account_id: Annotated[str, Field(pattern=ACCOUNT_ID_PATTERN)]
+    ttl_seconds: Annotated[
+        int,
+        Strict(),
+        Field(ge=MIN_TTL_SECONDS, le=MAX_TTL_SECONDS),
+        BeforeValidator(_integral),
+    ]
+
+
+class PortalTokenIssued(_Model):
+    token: str
+    account_id: str
+    expires_at: datetime
+
+
+class ProjectionStatus(_Model):
+    projection: str
+    position: int
+    lag_events: int
+    last_error: str | None
+    error_at: datetime | None
+
+
+class ProjectionsStatus(_Model):
+    head: int
+    projections: list[ProjectionStatus]
 
 
 class HoldView(_Model):
@@ -104,14 +159,3 @@ class TransactionsPage(_Model):
     transactions: list[TransactionRow]
     # Pass as `before` for the next (older) page; null on the last page.
     next_before: str | None
-
-
-class ComponentReadiness(_Model):
-    ready: bool
-    detail: str
-
-
-class Readiness(_Model):
-    status: str
-    database: ComponentReadiness
-    components: dict[str, ComponentReadiness]

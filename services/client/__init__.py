@@ -2,12 +2,19 @@
 
 from domain.replies import Balance, ErrorBody, Reply
 from services.client.client import CreditsClient
-from services.client.errors import ClientClosed, CommandTimeout, InvalidCommand, InvalidReply
+from services.client.errors import (
+    ClientClosed,
+    CommandNotSent,
+    CommandTimeout,
+    InvalidCommand,
+    InvalidReply,
+)
 from services.client.partitioning import partition_for
 
 __all__ = [
     "Balance",
     "ClientClosed",
+    "CommandNotSent",
     "CommandTimeout",
     "CreditsClient",
     "ErrorBody",

@@ -27,9 +27,9 @@ from domain.errors import LedgerError
 from domain.replies import Balance, Reply
 from infra.settings import Settings, Topic
 from services.client.balances import LastKnownBalances
-from services.client.errors import CommandTimeout, InvalidCommand, InvalidReply
+from services.client.errors import CommandNotSent, CommandTimeout, InvalidCommand, InvalidReply
 from services.client.partitioning import account_key
-from services.client.transport import KafkaTransport, TransportStats
+from services.client.transport import KafkaTransport, NotAcknowledged, TransportStats
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_IN_FLIGHT = 1000
@@ -120,15 +120,19 @@ class CreditsClient:
         """Sends one command (DESIGN §2.2, docs/DOMAIN.md) and returns the ledger's reply.
 
         Raises `InvalidCommand` before sending if the ledger would refuse it as invalid,
-        `CommandTimeout` if no reply came in time, `ClientClosed` if the client is not running.
+        `CommandTimeout` if no reply came in time (`CommandNotSent`, a kind of it, if not even
+        the brokers' acknowledgement came), `ClientClosed` if the client is not running.
         """
         parsed = _validated(command)
         bound_seconds = self.timeout_seconds if timeout_seconds is None else timeout_seconds
-        correlation_id, record = await self._transport.request(
-            key=account_key(parsed.account_id),
-            value=parsed.model_dump_json().encode(),
-            timeout_seconds=bound_seconds,
-        )
+        try:
+            correlation_id, record = await self._transport.request(
+                key=account_key(parsed.account_id),
+                value=parsed.model_dump_json().encode(),
+                timeout_seconds=bound_seconds,
+            )
+        except NotAcknowledged as error:
+            raise CommandNotSent(parsed.command_id, error.correlation_id, bound_seconds) from None
         if record is None:
             raise CommandTimeout(parsed.command_id, correlation_id, bound_seconds)
         try:

@@ -18,6 +18,12 @@ class CommandTimeout(TimeoutError):
         self.timeout_seconds = timeout_seconds
 
 
+class CommandNotSent(CommandTimeout):
+    """The call's bound passed before the brokers acknowledged the command (Kafka is down or
+    slow). Most likely it was never written, so nothing happened; it may have been written
+    after all, so the same rule holds: retry with the SAME `command_id`."""
+
+
 class ClientClosed(RuntimeError):
     """The client is not started, was stopped, or its reply reader failed."""
 

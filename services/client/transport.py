@@ -47,6 +47,14 @@ class TransportStats:
     unmatched_replies: int = 0
 
 
+class NotAcknowledged(TimeoutError):
+    """The call's time ran out before the brokers acknowledged the command."""
+
+    def __init__(self, correlation_id: str) -> None:
+        super().__init__(f"not acknowledged (correlation_id {correlation_id})")
+        self.correlation_id = correlation_id
+
+
 @dataclass(frozen=True)
 class ReplyRecord:
     correlation_id: str
@@ -149,17 +157,25 @@ class KafkaTransport:
     async def request(
         self, *, key: bytes, value: bytes, timeout_seconds: float
     ) -> tuple[str, ReplyRecord | None]:
-        """Sends and waits; returns (correlation id, reply), the reply None on timeout."""
+        """Sends and waits; returns (correlation id, reply), the reply None when the command
+        was acknowledged but no reply came in time; raises `NotAcknowledged` when the time ran
+        out before the brokers acknowledged the command."""
         correlation_id = uuid.uuid4().hex
         self.stats.calls += 1
+        acknowledged = asyncio.Event()
         try:
             async with asyncio.timeout(timeout_seconds), self._slots:
-                return correlation_id, await self._send_and_wait(correlation_id, key, value)
+                reply = await self._send_and_wait(correlation_id, key, value, acknowledged)
+                return correlation_id, reply
         except TimeoutError:
             self.stats.timeouts += 1
+            if not acknowledged.is_set():
+                raise NotAcknowledged(correlation_id) from None
             return correlation_id, None
 
-    async def _send_and_wait(self, correlation_id: str, key: bytes, value: bytes) -> ReplyRecord:
+    async def _send_and_wait(
+        self, correlation_id: str, key: bytes, value: bytes, acknowledged: asyncio.Event
+    ) -> ReplyRecord:
         if self._closed_reason is not None or self._producer is None:
             raise ClientClosed(f"the client is {self._closed_reason}")
         assert len(self._pending) < self.max_in_flight, "the semaphore bounds the pending map"
@@ -177,6 +193,7 @@ class KafkaTransport:
                 ],
             )
             await ack
+            acknowledged.set()
             return await reply
         finally:
             self._pending.pop(correlation_id, None)

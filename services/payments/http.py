@@ -1,35 +1,44 @@
-"""HTTP routes of the payment side: `POST /webhooks/stripe` and `POST /v1/checkout`.
+"""HTTP routes of the payment side (FastAPI): `POST /webhooks/stripe` and `POST /v1/checkout`.
 
-Mount them in the API app: `Starlette(routes=[..., *payment_routes(settings, producer)])`,
-with `producer` a started `AIOKafkaProducer` (see `payments_producer`).
+The API app includes them (`services/api/app.py`): `PaymentRoutes(settings, checkout_access=...)`
+then `app.include_router(routes.router)`, and `await routes.close()` at shutdown.
 
 Webhook: the body is read up to `CREDITS_WEBHOOK_MAX_BODY_BYTES` (413 beyond, unread), the
 signature verified over the raw bytes with the SDK (400 and nothing published when it is
 missing, wrong or stale), and the verified event published to `stripe.events` keyed by its id
 and acknowledged by the brokers (acks=all) before the 200. If Kafka does not acknowledge, 503:
-Stripe retries, and the payment consumer dedupes by command id.
+Stripe retries, and the payment consumer dedupes by command id. No API key: the signature is
+the authentication.
+
+Checkout: who may start one is the API's decision (`checkout_access`, a FastAPI dependency
+that returns a check of the account id); pricing is `services.payments.checkout`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import stripe
 import structlog
 from aiokafka import AIOKafkaProducer
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from aiokafka.errors import KafkaError
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 
 from domain.catalog import Catalog, load_catalog
 from domain.errors import ErrorCode
 from infra.kafka_clients import acknowledged_producer
 from infra.settings import Settings, Topic
+from services.api.body import read_body
+from services.api.errors import RETRY_AFTER_SECONDS, HttpError
+from services.api.models import ApiError
 from services.payments import metrics
 from services.payments.checkout import (
+    MAX_REQUEST_BYTES,
     CheckoutRefused,
     parse_checkout_request,
     price_checkout,
@@ -42,6 +51,8 @@ log = structlog.get_logger("credits.payments.http")
 
 PlanOf = Callable[[str], Awaitable[str | None]]
 CustomerOf = Callable[[str], Awaitable[str | None]]
+# Raises (an HTTP error of the app) when the caller may not start a checkout for the account.
+AccountCheck = Callable[[str], None]
 
 _STATUS = {
     ErrorCode.invalid_command: 400,
@@ -51,166 +62,250 @@ _STATUS = {
 }
 
 
-class _TooLarge(Exception):
-    pass
+class _Shape(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WebhookAccepted(_Shape):
+    received: bool
+    id: str
+    type: str
+
+
+class CheckoutSession(_Shape):
+    id: str
+    url: str | None
+    account_id: str
+    pack: str | None
+    credit_type: str
+    credits: int
+    amount_cents: int
+    currency: str
 
 
 def payments_producer(settings: Settings) -> AIOKafkaProducer:
-    """The producer the webhook route needs (start it in the app's lifespan)."""
+    """The producer the webhook route needs (started by the caller, or lazily by the routes)."""
     return acknowledged_producer(settings, "credits-webhooks")
 
 
-def payment_routes(
-    settings: Settings,
-    producer: AIOKafkaProducer,
-    *,
-    plan_of: PlanOf | None = None,
-    customer_of: CustomerOf | None = None,
-    catalog: Catalog | None = None,
-    stripe_client: stripe.StripeClient | None = None,
-) -> list[Route]:
-    """`plan_of(account_id)` gives the account's plan (None: no such account); by default the
-    ledger application loads the account (`services.payments.accounts.ledger_plan_of`).
-    `customer_of(account_id)` gives its Stripe customer (by default the linked one, else one
-    created and linked now: `services.payments.customers.checkout_customer_of`)."""
-    secrets = settings.stripe_webhook_secret_list()
-    if not secrets:
-        log.warning("CREDITS_STRIPE_WEBHOOK_SECRETS is empty: every webhook will be refused")
-    webhook = partial(_webhook, settings, secrets, producer)
-    state: dict[str, Any] = {
-        "catalog": catalog,
-        "client": stripe_client,
-        "plan_of": plan_of,
-        "customer_of": customer_of,
-    }
+class PaymentRoutes:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        checkout_access: Any,
+        checkout_openapi_extra: dict[str, Any] | None = None,
+        producer: AIOKafkaProducer | None = None,
+        plan_of: PlanOf | None = None,
+        customer_of: CustomerOf | None = None,
+        catalog: Catalog | None = None,
+        stripe_client: stripe.StripeClient | None = None,
+    ) -> None:
+        """`checkout_access`: a FastAPI `Depends`/`Security` whose value is an `AccountCheck`.
+        `producer`: a started producer for the webhook; by default one is started on first use
+        (and again after a failed start) and stopped by `close`. `plan_of(account_id)` gives
+        the account's plan (None: no such account); by default the ledger application loads
+        the account (`services.payments.accounts.ledger_plan_of`). `customer_of(account_id)`
+        gives its Stripe customer (by default the linked one, else one created and linked
+        now: `services.payments.customers.checkout_customer_of`)."""
+        self.settings = settings
+        self._secrets = settings.stripe_webhook_secret_list()
+        if not self._secrets:
+            log.warning("CREDITS_STRIPE_WEBHOOK_SECRETS is empty: every webhook will be refused")
+        self._producer = producer
+        self._owns_producer = producer is None
+        self._producer_lock = asyncio.Lock()
+        self._catalog = catalog
+        self._client = stripe_client
+        self._plan_of = plan_of
+        self._customer_of = customer_of
+        self.router = self._build_router(checkout_access, checkout_openapi_extra or {})
 
-    async def checkout(request: Request) -> JSONResponse:
-        if state["catalog"] is None:
-            state["catalog"] = load_catalog(settings.catalog_path)
-        if state["client"] is None:
-            state["client"] = build_stripe_client(settings)
-        if state["plan_of"] is None:
+    async def close(self) -> None:
+        if self._owns_producer and self._producer is not None:
+            producer, self._producer = self._producer, None
+            with contextlib.suppress(KafkaError, OSError):
+                await producer.stop()
+
+    def _build_router(self, checkout_access: Any, checkout_extra: dict[str, Any]) -> APIRouter:
+        router = APIRouter(tags=["payments"])
+        error = {"model": ApiError}
+
+        @router.post(
+            "/webhooks/stripe",
+            operation_id="stripeWebhook",
+            summary="A Stripe event, signed (Stripe-Signature); published to stripe.events",
+            response_model=WebhookAccepted,
+            openapi_extra={
+                "requestBody": {
+                    "required": True,
+                    "description": "the Stripe event, exactly as Stripe signed it",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+            },
+            responses={
+                400: {**error, "description": "signature missing, wrong or stale"},
+                413: {**error, "description": "payload_too_large"},
+                503: {**error, "description": "kafka_unavailable: Stripe retries"},
+            },
+        )
+        async def webhook(request: Request) -> JSONResponse:
+            return await self._webhook(request)
+
+        @router.post(
+            "/v1/checkout",
+            operation_id="createCheckout",
+            summary="A Stripe Checkout Session for a pack, or for an amount of a credit type",
+            status_code=201,
+            response_model=CheckoutSession,
+            openapi_extra={
+                **checkout_extra,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"$ref": "#/components/schemas/CheckoutRequest"}
+                        }
+                    },
+                },
+            },
+            responses={
+                400: {**error, "description": "invalid_command: a bad request, named"},
+                401: {**error, "description": "no valid API key or portal token"},
+                403: {**error, "description": "forbidden, or not_eligible for the plan"},
+                404: {**error, "description": "unknown_account"},
+                409: {**error, "description": "unknown_plan"},
+                413: {**error, "description": "payload_too_large"},
+                502: {**error, "description": "payment_provider_error: Stripe refused"},
+                503: {**error, "description": "PostgreSQL does not answer (Retry-After)"},
+            },
+        )
+        # A default, not `Annotated`: annotations are strings here, and this one is local.
+        async def checkout(
+            request: Request, may_act_for: AccountCheck = checkout_access
+        ) -> JSONResponse:
+            return await self._checkout(request, may_act_for)
+
+        return router
+
+    # ------------------------------------------------------------------ webhook
+
+    async def _webhook(self, request: Request) -> JSONResponse:
+        try:
+            body = await read_body(request, self.settings.webhook_max_body_bytes)
+        except HttpError as refused:
+            metrics.WEBHOOKS.labels(
+                outcome="too_large" if refused.status == 413 else "unread"
+            ).inc()
+            raise
+        try:
+            event = verify_stripe_event(
+                body,
+                request.headers.get("stripe-signature"),
+                self._secrets,
+                self.settings.stripe_webhook_tolerance_seconds,
+            )
+        except WebhookRefused as e:
+            metrics.WEBHOOKS.labels(outcome=e.code.value).inc()
+            log.warning("webhook refused", code=e.code.value, reason=e.message)
+            return _error(400, e.code.value, e.message)
+        timeout_seconds = self.settings.kafka_request_timeout_seconds * 2
+        try:
+            producer = await asyncio.wait_for(self._started_producer(), timeout=timeout_seconds)
+            await asyncio.wait_for(
+                producer.send_and_wait(
+                    self.settings.topic(Topic.STRIPE_EVENTS), value=body, key=event["id"].encode()
+                ),
+                timeout=timeout_seconds,
+            )
+        except Exception as e:  # the event is not stored: Stripe must retry
+            metrics.WEBHOOKS.labels(outcome="unavailable").inc()
+            log.error("webhook not published", event_id=event["id"], error=f"{type(e).__name__}")
+            return _error(
+                503, "kafka_unavailable", "the event could not be stored; retry", retry=True
+            )
+        metrics.WEBHOOKS.labels(outcome="accepted").inc()
+        return JSONResponse({"received": True, "id": event["id"], "type": event["type"]})
+
+    async def _started_producer(self) -> AIOKafkaProducer:
+        if self._producer is not None:
+            return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = payments_producer(self.settings)
+                try:
+                    await producer.start()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+                    raise
+                self._producer = producer
+            return self._producer
+
+    # ------------------------------------------------------------------ checkout
+
+    async def _checkout(self, request: Request, may_act_for: AccountCheck) -> JSONResponse:
+        body = await read_body(request, MAX_REQUEST_BYTES)
+        try:
+            order_request = parse_checkout_request(body)
+        except CheckoutRefused as e:
+            return _error(_STATUS.get(e.code, 400), e.code.value, e.message)
+        may_act_for(order_request.account_id)
+        catalog, plan_of, client = self._checkout_parts()
+        try:
+            plan = await plan_of(order_request.account_id)
+            if plan is None:
+                raise CheckoutRefused(
+                    ErrorCode.unknown_account, f"no account {order_request.account_id}"
+                )
+            order = price_checkout(catalog, plan, order_request)
+        except CheckoutRefused as e:
+            return _error(_STATUS.get(e.code, 400), e.code.value, e.message)
+        account_id = order_request.account_id
+        customer_id = await self._customer_of(account_id) if self._customer_of else None
+        params = session_params(
+            order,
+            customer_id=customer_id,
+            success_url=self.settings.checkout_success_url,
+            cancel_url=self.settings.checkout_cancel_url,
+        )
+        try:
+            session = await client.v1.checkout.sessions.create_async(params=params)  # type: ignore[arg-type]
+        except stripe.StripeError as e:
+            log.error("checkout session refused", error=str(e), account_id=order.meta.account_id)
+            return _error(
+                502, "payment_provider_error", e.user_message or "Stripe refused the session"
+            )
+        created = CheckoutSession(
+            id=session.id,
+            url=session.url,
+            account_id=order.meta.account_id,
+            pack=order.meta.pack,
+            credit_type=order.meta.credit_type,
+            credits=order.meta.credits,
+            amount_cents=order.amount_cents,
+            currency=order.currency,
+        )
+        return JSONResponse(created.model_dump(mode="json"), status_code=201)
+
+    def _checkout_parts(self) -> tuple[Catalog, PlanOf, stripe.StripeClient]:
+        if self._catalog is None:
+            self._catalog = load_catalog(self.settings.catalog_path)
+        if self._client is None:
+            self._client = build_stripe_client(self.settings)
+        if self._plan_of is None:
             from services.payments.accounts import ledger_plan_of
 
-            state["plan_of"] = ledger_plan_of(settings)
-        if state["customer_of"] is None:
+            self._plan_of = ledger_plan_of(self.settings)
+        if self._customer_of is None:
             from services.payments.customers import checkout_customer_of
 
-            state["customer_of"] = checkout_customer_of(settings, state["client"])
-        return await _checkout(
-            settings,
-            state["catalog"],
-            state["plan_of"],
-            state["customer_of"],
-            state["client"],
-            request,
-        )
-
-    return [
-        Route("/webhooks/stripe", webhook, methods=["POST"]),
-        Route("/v1/checkout", checkout, methods=["POST"]),
-    ]
+            self._customer_of = checkout_customer_of(self.settings, self._client)
+        return self._catalog, self._plan_of, self._client
 
 
-async def _webhook(
-    settings: Settings, secrets: list[str], producer: AIOKafkaProducer, request: Request
-) -> JSONResponse:
-    limit = settings.webhook_max_body_bytes
-    try:
-        body = await _read_body(request, limit)
-    except _TooLarge:
-        metrics.WEBHOOKS.labels(outcome="too_large").inc()
-        return _error(413, "payload_too_large", f"the body is over {limit} bytes")
-    except ClientDisconnect:
-        return _error(400, "client_disconnected", "the body did not arrive")
-    try:
-        event = verify_stripe_event(
-            body,
-            request.headers.get("stripe-signature"),
-            secrets,
-            settings.stripe_webhook_tolerance_seconds,
-        )
-    except WebhookRefused as e:
-        metrics.WEBHOOKS.labels(outcome=e.code.value).inc()
-        log.warning("webhook refused", code=e.code.value, reason=e.message)
-        return _error(400, e.code.value, e.message)
-    try:
-        await asyncio.wait_for(
-            producer.send_and_wait(
-                settings.topic(Topic.STRIPE_EVENTS), value=body, key=event["id"].encode()
-            ),
-            timeout=settings.kafka_request_timeout_seconds * 2,
-        )
-    except Exception as e:  # the event is not stored: Stripe must retry
-        metrics.WEBHOOKS.labels(outcome="unavailable").inc()
-        log.error("webhook not published", event_id=event["id"], error=f"{type(e).__name__}")
-        return _error(503, "kafka_unavailable", "the event could not be stored; retry")
-    metrics.WEBHOOKS.labels(outcome="accepted").inc()
-    return JSONResponse({"received": True, "id": event["id"], "type": event["type"]})
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def _checkout(
-    settings: Settings,
-    catalog: Catalog,
-    plan_of: PlanOf,
-    customer_of: CustomerOf | None,
-    client: stripe.StripeClient,
-    request: Request,
-) -> JSONResponse:
-    try:
-        body = await _read_body(request, 4096)
-    except _TooLarge:
-        return _error(413, "payload_too_large", "the body is over 4096 bytes")
-    try:
-        order_request = parse_checkout_request(body)
-        plan = await plan_of(order_request.account_id)
-        if plan is None:
-            raise CheckoutRefused(
-                ErrorCode.unknown_account, f"no account {order_request.account_id}"
-            )
-        order = price_checkout(catalog, plan, order_request)
-    except CheckoutRefused as e:
-        return _error(_STATUS.get(e.code, 400), e.code.value, e.message)
-    customer_id = await customer_of(order_request.account_id) if customer_of else None
-    params = session_params(
-        order,
-        customer_id=customer_id,
-        success_url=settings.checkout_success_url,
-        cancel_url=settings.checkout_cancel_url,
-    )
-    try:
-        session = await client.v1.checkout.sessions.create_async(params=params)  # type: ignore[arg-type]
-    except stripe.StripeError as e:
-        log.error("checkout session refused", error=str(e), account_id=order.meta.account_id)
-        return _error(502, "payment_provider_error", e.user_message or "Stripe refused the session")
+def _error(status: int, code: str, message: str, *, retry: bool = False) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if retry else None
     return JSONResponse(
-        {
-            "id": session.id,
-            "url": session.url,
-            "account_id": order.meta.account_id,
-            "pack": order.meta.pack,
-            "credit_type": order.meta.credit_type,
-            "credits": order.meta.credits,
-            "amount_cents": order.amount_cents,
-            "currency": order.currency,
-        },
-        status_code=201,
+        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
     )
-
-
-def _error(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)

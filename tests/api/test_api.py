@@ -1,10 +1,11 @@
 """Acceptance: every endpoint answers with the documented shapes (the pydantic models the
-OpenAPI document is generated from, which forbid extra fields); unknown accounts are 404
-`unknown_account`; bad parameters are 422 with a message; reads can wait for a position."""
+OpenAPI document is generated from, which forbid extra fields); commands go through Kafka to the
+ledger and are answered synchronously; unknown accounts are 404 `unknown_account`; bad
+parameters are 422 with a message; reads can wait for a position; `/readyz` and `/metrics` are
+on the ops app."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,39 +13,23 @@ from typing import Any
 import httpx
 import pytest
 
+from domain.catalog import load_catalog
 from domain.replies import Reply
+from infra.kafka_topics import delete_topics
+from infra.ops_server import Readiness
 from infra.readiness import READINESS
 from infra.settings import PROJECT_DIR, Settings
-from projections.runner import ReadSide
-from services.api.app import create_app
-from services.api.models import AccountView, ApiError, Readiness, TransactionsPage, UsagePage
+from services.api import keys
+from services.api.app import close_app, create_app, ops_app_for
+from services.api.models import AccountView, ApiError, TransactionsPage, UsagePage
+from tests.api.conftest import api_settings_for, bearer, create_key, start_api
+from tests.databases import fresh_database
+from tests.ledger_harness import RunningLedger, own_topics
+from tests.projections.conftest import PgLedger
 
 pytestmark = pytest.mark.integration
 
 SEED_004 = PROJECT_DIR / "domain" / "catalogs" / "seed_004_docweb.toml"
-
-
-@pytest.fixture(scope="module")
-async def projector_running(read_side: ReadSide) -> AsyncIterator[None]:
-    stop = asyncio.Event()
-    task = asyncio.create_task(read_side.projector().run(stop))
-    yield
-    stop.set()
-    await asyncio.wait_for(task, timeout=10)
-
-
-async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        yield client
-    await app.state.resources.close()
-
-
-@pytest.fixture
-async def client(settings: Settings, projector_running: None) -> AsyncIterator[httpx.AsyncClient]:
-    async for client in _client(settings):
-        yield client
 
 
 class Api:
@@ -150,27 +135,31 @@ async def test_unknown_accounts_are_404_unknown_account(client):
     ],
 )
 async def test_bad_parameters_are_422_with_a_message(client, path, params):
-    api = Api(client, _unique("bad"))
-    await api.send("open_account", plan="free")
-
-    response = await client.get(f"/v1/accounts/{api.account_id}{path}", params=params)
+    response = await client.get(f"/v1/accounts/any-account{path}", params=params)
 
     assert response.status_code == 422
     error = ApiError.model_validate(response.json()).error
     assert error.code == "invalid_request" and error.message
+    assert error.message.split(":")[0] in {*params, "from..to"}, "names the parameter"
 
 
-async def test_bad_commands_are_422_invalid_command_and_rule_rejections_409(client):
+async def test_bad_commands_are_refused_with_a_code_and_rule_rejections_are_409(client):
     account_id = _unique("cmd")
     url = f"/v1/accounts/{account_id}/commands"
     opening = {"type": "open_account", "command_id": "c", "plan": "free"}
     not_json = await client.post(url, content=b"{nope")
+    assert not_json.status_code == 400
+    assert not_json.json()["error"]["code"] == "invalid_json"
     other = await client.post(url, json={**opening, "account_id": "someone-else"})
     bad_field = await client.post(url, json={**opening, "color": "red"})
-    for response in (not_json, other, bad_field):
+    nul = await client.post(url, json={**opening, "command_id": "c\u0000"})
+    for response in (other, bad_field, nul):
         assert response.status_code == 422
         assert response.json()["error"]["code"] == "invalid_command"
         assert response.json()["error"]["message"]
+    huge = await client.post(url, content=b'{"type": "' + b"x" * 20_000 + b'"}')
+    assert huge.status_code == 413
+    assert huge.json()["error"]["code"] == "payload_too_large"
     await client.post(url, json=opening)
     too_much = {"type": "consume", "command_id": "big", "credit_type": "credits", "amount": 10**6}
     broke = await client.post(url, json=too_much)
@@ -180,26 +169,60 @@ async def test_bad_commands_are_422_invalid_command_and_rule_rejections_409(clie
     assert bad_id.status_code == 422
 
 
-async def test_a_position_not_reached_in_time_is_504(settings):
-    impatient = settings.model_copy(update={"read_wait_seconds": 0.2})
-    async for client in _client(impatient):
-        account_id = _unique("late")
-        opening = {"type": "open_account", "command_id": "o", "plan": "free"}
-        await client.post(f"/v1/accounts/{account_id}/commands", json=opening)
-        response = await client.get(f"/v1/accounts/{account_id}", params={"min_position": 10**12})
-    assert response.status_code == 504
-    assert ApiError.model_validate(response.json()).error.code == "read_model_behind"
+async def test_a_position_not_reached_in_time_is_504_and_one_beyond_the_log_422(
+    base_settings, api_settings, scope_keys
+):
+    # A database whose log has an event that no projector has applied.
+    behind = api_settings.model_copy(
+        update={"pg_database": f"{api_settings.pg_database}_behind", "read_wait_seconds": 0.2}
+    )
+    with fresh_database(base_settings, behind.pg_database):
+        writer = PgLedger(behind, load_catalog(behind.catalog_path))
+        position = writer.ok("open_account", "behind-acct", plan="free").position
+        writer.app.close()
+        assert position is not None
+        app = create_app(behind)
+        transport = httpx.ASGITransport(app=app)
+        headers = bearer(await create_key(behind, keys.Scope.read))
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=headers
+        ) as other:
+            late = await other.get("/v1/accounts/behind-acct", params={"min_position": position})
+            beyond = await other.get(
+                "/v1/accounts/behind-acct", params={"min_position": position + 1}
+            )
+        await close_app(app)
+    assert late.status_code == 504
+    assert ApiError.model_validate(late.json()).error.code == "read_model_behind"
+    assert beyond.status_code == 422
+    assert beyond.json()["error"]["message"].startswith("min_position: beyond")
 
 
-async def test_seed_004_accounts_carry_the_usage_profile(settings, projector_running):
-    docweb = settings.model_copy(update={"catalog_path": SEED_004})
-    async for client in _client(docweb):
-        api = Api(client, _unique("docweb"))
-        await api.send("open_account", plan="pro")
-        await api.send("consume", action="discovery", quantity=2)
-        await api.send("consume", action="chat_message")
-        await api.send("consume", action="discovery_cached")
-        response = await api.get()
+@pytest.fixture
+async def docweb_client(
+    settings: Settings, projector_running: None
+) -> AsyncIterator[httpx.AsyncClient]:
+    """An API and a ledger on the seed 004 catalog (topics of their own)."""
+    docweb = api_settings_for(await own_topics(settings), catalog_path=SEED_004)
+    ledger = RunningLedger(docweb, catalog=load_catalog(SEED_004))
+    await ledger.start()
+    app = await start_api(docweb)
+    transport = httpx.ASGITransport(app=app)
+    headers = bearer(await create_key(docweb, keys.Scope.admin))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:
+        yield c
+    await close_app(app)
+    await ledger.close()
+    await delete_topics(docweb, docweb.all_topics())
+
+
+async def test_seed_004_accounts_carry_the_usage_profile(docweb_client):
+    api = Api(docweb_client, _unique("docweb"))
+    await api.send("open_account", plan="pro")
+    await api.send("consume", action="discovery", quantity=2)
+    await api.send("consume", action="chat_message")
+    await api.send("consume", action="discovery_cached")
+    response = await api.get()
     assert response.status_code == 200
     profile = AccountView.model_validate(response.json()).profile
     assert profile is not None
@@ -215,40 +238,53 @@ async def test_seed_004_accounts_carry_the_usage_profile(settings, projector_run
     assert profile.totals_per_action == {"chat_message": 1, "discovery": 2, "discovery_cached": 1}
 
 
-async def test_readyz_needs_the_database_and_every_registered_component(client, settings):
-    ready = await client.get("/readyz")
-    assert ready.status_code == 200
+async def _ops_get(app, path: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=ops_app_for(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ops") as ops:
+        return await ops.get(path)
+
+
+async def test_readyz_needs_the_database_kafka_and_every_registered_component(api, api_settings):
+    ready = await _ops_get(api, "/readyz")
+    assert ready.status_code == 200, ready.text
     body = Readiness.model_validate(ready.json())
-    assert body.database.ready and body.components["projector"].ready
+    assert body.checks["database"].ready and body.checks["kafka"].ready
+    assert body.components["projector"].ready
 
     READINESS.register("test-consumer", "waiting for partitions")
     try:
-        waiting = await client.get("/readyz")
+        waiting = await _ops_get(api, "/readyz")
     finally:
         READINESS.unregister("test-consumer")
     assert waiting.status_code == 503
     assert Readiness.model_validate(waiting.json()).components["test-consumer"].ready is False
 
-    no_db = settings.model_copy(update={"pg_port": 1, "pg_connect_timeout_seconds": 1})
-    async for other in _client(no_db):
-        down = await other.get("/readyz")
-    assert down.status_code == 503 and down.json()["database"]["ready"] is False
+    no_db = api_settings.model_copy(update={"pg_port": 1, "pg_connect_timeout_seconds": 1})
+    app = create_app(no_db)
+    down = await _ops_get(app, "/readyz")
+    await close_app(app)
+    assert down.status_code == 503 and down.json()["checks"]["database"]["ready"] is False
 
 
-async def test_metrics_count_commands_by_status_and_show_projection_lag(client):
-    api = Api(client, _unique("metrics"))
-    await api.send("open_account", plan="free")
-    await api.send("consume", credit_type="credits", amount=10**6)  # rejected
+async def test_metrics_count_commands_by_status_and_show_projection_lag(client, api):
+    api_client = Api(client, _unique("metrics"))
+    await api_client.send("open_account", plan="free")
+    await api_client.send("consume", credit_type="credits", amount=10**6)  # rejected
 
-    text = (await client.get("/metrics")).text
+    text = (await _ops_get(api, "/metrics")).text
 
     assert 'credits_commands_total{status="accepted",via="http"}' in text
     assert 'credits_commands_total{status="rejected",via="http"}' in text
     assert 'credits_projection_lag_events{projection="balances"}' in text
     assert "# TYPE credits_dlq_messages_total counter" in text
+    assert (await client.get("/metrics")).status_code == 404, "not on the public port"
 
 
-async def test_unknown_routes_are_json_404(client):
+async def test_unknown_routes_are_json_404_and_wrong_methods_405_with_allow(client):
     response = await client.get("/v1/nothing")
     assert response.status_code == 404
     assert ApiError.model_validate(response.json()).error.code == "not_found"
+    wrong = await client.delete("/v1/accounts/someone/commands")
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert ApiError.model_validate(wrong.json()).error.code == "method_not_allowed"

@@ -20,7 +20,6 @@ import httpx
 import pytest
 import uvicorn
 from aiokafka import TopicPartition
-from starlette.applications import Starlette
 
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import create_topics
@@ -29,11 +28,11 @@ from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from infra.stripe_fake import free_port
 from services.payments.consumer import run_payments
-from services.payments.http import payment_routes, payments_producer
+from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from tests.databases import fresh_database
 from tests.faults.private_stack import PrivateStack
-from tests.payments.conftest import CATALOGS, MemoryLedger, signed, stripe_event
+from tests.payments.conftest import CATALOGS, MemoryLedger, payments_app, signed, stripe_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -82,7 +81,7 @@ async def flow(outage_settings: Settings) -> AsyncIterator[Flow]:
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            Starlette(routes=payment_routes(outage_settings, producer)),
+            payments_app(outage_settings, producer=producer),
             host="127.0.0.1",
             port=port,
             log_config=None,

@@ -1,4 +1,5 @@
-"""`credits run api` serves the read API, health and the Stripe webhook in one application."""
+"""`credits run api` serves the API, health and the Stripe webhook on its port, and `/metrics`
+and `/readyz` on the ops port."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import httpx
 import pytest
 
 from infra.settings import Settings
+from services.api.keys import Scope
 from services.runner import run_api
+from tests.api.conftest import bearer, create_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]
 
@@ -25,8 +28,13 @@ async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
     settings: Settings,
 ) -> None:
     mine = settings.model_copy(
-        update={"http_port": _free_port(), "stripe_webhook_secrets": "whsec_test"}
+        update={
+            "http_port": _free_port(),
+            "ops_port": _free_port(),
+            "stripe_webhook_secrets": "whsec_test",
+        }
     )
+    key = await create_key(mine, Scope.read)
     stop = asyncio.Event()
     task = asyncio.create_task(run_api(mine, stop))
     base_url = f"http://127.0.0.1:{mine.http_port}"
@@ -40,7 +48,12 @@ async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
                     except httpx.ConnectError:
                         await asyncio.sleep(0.1)
             unsigned = await client.post("/webhooks/stripe", content=b'{"id": "evt_1"}')
-            unknown = await client.get("/v1/accounts/nobody-here")
+            anonymous = await client.get("/v1/accounts/nobody-here")
+            unknown = await client.get("/v1/accounts/nobody-here", headers=bearer(key))
+            public_metrics = await client.get("/metrics")
+            ops_url = f"http://127.0.0.1:{mine.ops_port}"
+            metrics = await client.get(f"{ops_url}/metrics")
+            ready = await client.get(f"{ops_url}/readyz")
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
@@ -48,5 +61,9 @@ async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
     assert health.status_code == 200
     assert unsigned.status_code == 400
     assert unsigned.json()["error"]["code"] == "signature_missing"
+    assert anonymous.status_code == 401
     assert unknown.status_code == 404
     assert unknown.json()["error"]["code"] == "unknown_account"
+    assert public_metrics.status_code == 404
+    assert metrics.status_code == 200 and "credits_commands_total" in metrics.text
+    assert ready.status_code in (200, 503) and "checks" in ready.json()

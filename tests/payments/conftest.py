@@ -18,7 +18,7 @@ import pytest
 import stripe
 import uvicorn
 from aiokafka import AIOKafkaProducer, TopicPartition
-from starlette.applications import Starlette
+from fastapi import Depends, FastAPI
 
 from domain.account import Account
 from domain.catalog import Catalog, load_catalog
@@ -27,10 +27,11 @@ from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from infra.stripe_fake import FakeStripe, free_port
+from services.api.errors import install_error_handlers
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
 from services.payments.customers import PostgresCustomers
-from services.payments.http import payment_routes, payments_producer
+from services.payments.http import PaymentRoutes, payments_producer
 from services.relay.cloud_events import cloud_event
 from tests.databases import fresh_database
 from tests.kafka_client import created_topics
@@ -200,6 +201,17 @@ def stripe_client(payment_settings: Settings) -> stripe.StripeClient:
     )
 
 
+def payments_app(settings: Settings, **routes: Any) -> FastAPI:
+    """The payment routes alone (checkout open to any caller: the API's auth is tested there)."""
+    payment_routes = PaymentRoutes(
+        settings, checkout_access=Depends(lambda: lambda account_id: None), **routes
+    )
+    app = FastAPI()
+    app.include_router(payment_routes.router)
+    install_error_handlers(app)
+    return app
+
+
 @pytest.fixture(scope="session")
 async def webhook_url(
     payment_settings: Settings, payment_topics: list[str], fake_stripe: FakeStripe
@@ -207,7 +219,7 @@ async def webhook_url(
     """The webhook endpoint on a free port; the fake Stripe sends its events there."""
     producer: AIOKafkaProducer = payments_producer(payment_settings)
     await producer.start()
-    app = Starlette(routes=payment_routes(payment_settings, producer))
+    app = payments_app(payment_settings, producer=producer)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")

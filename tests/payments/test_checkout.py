@@ -9,12 +9,13 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from starlette.applications import Starlette
+from fastapi import Depends, FastAPI
 
 from domain.catalog import load_catalog
 from domain.commands import parse_command
 from infra.settings import Settings
 from infra.stripe_fake import FakeStripe
+from services.api.errors import install_error_handlers
 from services.payments import mapping as m
 from services.payments.checkout import (
     CheckoutRefused,
@@ -22,7 +23,7 @@ from services.payments.checkout import (
     price_checkout,
     session_params,
 )
-from services.payments.http import payment_routes
+from services.payments.http import PaymentRoutes
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 PLUS = load_catalog(CATALOGS / "seed_002_plus_credits.toml")
@@ -69,9 +70,10 @@ async def checkout_client(settings: Settings, fake_stripe: FakeStripe) -> Any:
     async def customer_of(account_id: str) -> str | None:
         return "cus_known" if account_id == "plus-user" else None
 
-    routes = payment_routes(
+    routes = PaymentRoutes(
         settings.model_copy(update={"checkout_success_url": "https://shop.example/ok"}),
-        producer=None,  # checkout does not publish
+        # Who may start a checkout is the API's business (tests/api); here anyone may.
+        checkout_access=Depends(lambda: lambda account_id: None),
         plan_of=plan_of,
         customer_of=customer_of,
         catalog=PLUS,
@@ -81,7 +83,10 @@ async def checkout_client(settings: Settings, fake_stripe: FakeStripe) -> Any:
             http_client=stripe.HTTPXClient(),
         ),
     )
-    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    app = FastAPI()
+    app.include_router(routes.router)
+    install_error_handlers(app)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client
 

@@ -13,19 +13,17 @@ from typing import Any
 import httpx
 import pytest
 import stripe
-from starlette.applications import Starlette
 
 from domain.catalog import load_catalog
 from infra.settings import Settings
 from infra.stripe_fake import FakeStripe
 from services.payments.customers import PostgresCustomers
 from services.payments.handler import PaymentHandler
-from services.payments.http import payment_routes
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PostgresPurchases
 from services.payments.stripe_api import StripeApi
 from services.payments.top_ups import TopUpRequest
-from tests.payments.conftest import CATALOGS
+from tests.payments.conftest import CATALOGS, payments_app
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +35,12 @@ async def checkout(
     async def plan_of(account_id: str) -> str | None:
         return "plus"
 
-    routes = payment_routes(
+    app = payments_app(
         payment_settings,
-        producer=None,  # checkout does not publish
         plan_of=plan_of,
         catalog=load_catalog(CATALOGS / "seed_002_plus_credits.toml"),
     )
-    transport = httpx.ASGITransport(app=Starlette(routes=routes))
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as client:
         yield client
 

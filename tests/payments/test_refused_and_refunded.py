@@ -20,7 +20,6 @@ import pytest
 import stripe
 import uvicorn
 from eventsourcing.application import AggregateNotFoundError
-from starlette.applications import Starlette
 
 from domain.account import Account
 from infra.event_store import event_store_env
@@ -31,7 +30,7 @@ from infra.stripe_fake import FakeStripe, free_port
 from services.client.asyncapi.cloud_events import cloud_event_adapter
 from services.client.asyncapi.document import asyncapi_document
 from services.payments.consumer import run_payments
-from services.payments.http import payment_routes, payments_producer
+from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
 from services.payments.replies import refund_key
@@ -39,7 +38,7 @@ from services.runner import run_ledger
 from tests.client.json_schema_subset import problems
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
-from tests.payments.conftest import read_topic, signed, stripe_event
+from tests.payments.conftest import payments_app, read_topic, signed, stripe_event
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +87,7 @@ async def loop(
             port = free_port()
             server = uvicorn.Server(
                 uvicorn.Config(
-                    Starlette(routes=payment_routes(own, producer)),
+                    payments_app(own, producer=producer),
                     host="127.0.0.1",
                     port=port,
                     log_config=None,

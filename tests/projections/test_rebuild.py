@@ -13,7 +13,9 @@ from projections import queries
 from projections.rebuild import rebuild
 from projections.runner import ReadSide
 from services.api.app import create_app
+from services.api.keys import Scope
 from services.cli import main
+from tests.api.conftest import bearer, create_key
 from tests.projections.conftest import PgLedger
 from tests.projections.folds import expected_balances, projected_balances
 from tests.projections.test_projector import populate
@@ -48,7 +50,10 @@ async def test_rebuild_matches_the_live_read_model_while_reads_keep_answering(
             await asyncio.to_thread(pg_ledger.service.handle, command)
             await projector.catch_up()
 
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+    headers = bearer(await create_key(settings, Scope.read))
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", headers=headers
+    ) as client:
         rebuilding.set()
         readers = [asyncio.create_task(read_all_along(client)) for _ in range(3)]
         writer = asyncio.create_task(write_all_along())

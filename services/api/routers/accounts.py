@@ -1,4 +1,4 @@
-"""Read endpoints: an account, its usage, its transactions (all from the read models).
+"""Reads of one account: the account, its usage, its transactions (all from the read models).
 
 Read-your-writes: a command's reply carries `position`; passing it as `?min_position=N` makes a
 read wait (at most `CREDITS_READ_WAIT_SECONDS`) until the read models it uses have applied it,
@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from fastapi import APIRouter, Depends, Path, Query, Security
 
 from domain.catalog import Catalog
 from domain.replies import Balance
 from projections import queries
-from services.api import params
+from services.api.auth import PORTAL, authorize
 from services.api.errors import READ_MODEL_BEHIND, HttpError, invalid, unknown_account
+from services.api.log_head import events_head
 from services.api.models import (
+    ACCOUNT_ID_PATTERN,
     AccountView,
+    ApiError,
     HoldView,
     TransactionRow,
     TransactionsPage,
@@ -29,30 +31,100 @@ from services.api.models import (
     UsageProfile,
     UsageRow,
 )
-from services.api.resources import Resources
+from services.api.resources import Resources, app_resources
 
 MAX_USAGE_DAYS = 366
 DEFAULT_USAGE_DAYS = 30
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+MAX_POSITION = 2**62
 _CURSOR = re.compile(r"^([0-9]{1,18})\.([a-z][a-z0-9_]{0,63})$")
+_DAY = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+
+AccountId = Annotated[
+    str, Path(pattern=ACCOUNT_ID_PATTERN, description="the account id (1-128 of [A-Za-z0-9_.:@-])")
+]
+MinPosition = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_POSITION,
+        description="wait (bounded by CREDITS_READ_WAIT_SECONDS) until the read model has "
+        "applied this position (a command reply's `position`); 504 read_model_behind otherwise",
+    ),
+]
+FirstDay = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        pattern=_DAY,
+        json_schema_extra={"format": "date"},
+        description="first day, UTC (default: 29 days before `to`)",
+    ),
+]
+LastDay = Annotated[
+    str | None,
+    Query(
+        alias="to",
+        pattern=_DAY,
+        json_schema_extra={"format": "date"},
+        description="last day, UTC, inclusive (default: today); at most 366 days in all",
+    ),
+]
+Bucket = Annotated[
+    Literal["day", "month"], Query(description="rows per day (default) or per month")
+]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="page size (default 50)")]
+Before = Annotated[
+    str | None,
+    Query(
+        pattern=_CURSOR.pattern,
+        description="the previous page's `next_before`, for the next (older) page",
+    ),
+]
+Held = Annotated[Resources, Depends(app_resources)]
+
+READ_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ApiError, "description": "no valid API key or portal token"},
+    403: {"model": ApiError, "description": "the key's scope or the token's account differs"},
+    404: {"model": ApiError, "description": "unknown_account"},
+    422: {"model": ApiError, "description": "invalid_request: a bad parameter, named"},
+    503: {"model": ApiError, "description": "PostgreSQL does not answer (Retry-After)"},
+    504: {"model": ApiError, "description": "read_model_behind: min_position not reached"},
+}
+
+router = APIRouter(
+    prefix="/v1/accounts/{account_id}",
+    tags=["accounts"],
+    dependencies=[Security(authorize, scopes=["read"])],
+    responses=READ_ERRORS,
+)
 
 
-async def get_account(request: Request) -> JSONResponse:
-    resources: Resources = request.app.state.resources
-    account_id = params.account_id(request)
-    pool = await _pool_at(request, ("balances", "usage"))
+@router.get(
+    "",
+    operation_id="getAccount",
+    summary="Balances per credit type, plan, next reset, open holds; a daily plan's usage profile",
+    response_model=AccountView,
+    openapi_extra=PORTAL,
+)
+async def get_account(
+    account_id: AccountId,
+    held: Held,
+    min_position: MinPosition = None,
+) -> AccountView:
+    pool = await _pool_at(held, ("balances", "usage"), min_position)
     async with pool.acquire() as conn:
         account = await queries.account(conn, account_id)
         if account is None:
             raise unknown_account(account_id)
-        balances = _balances(resources.catalog, await queries.balances(conn, account_id))
+        balances = _balances(held.catalog, await queries.balances(conn, account_id))
         holds = [
             HoldView(**_without(h, "account_id")) for h in await queries.holds(conn, account_id)
         ]
-        profile = await _profile(conn, resources.catalog, account, balances)
+        profile = await _profile(conn, held.catalog, account, balances)
     resets = [b.next_reset_at for b in balances.values() if b.next_reset_at is not None]
-    view = AccountView(
+    return AccountView(
         account_id=account_id,
         plan=account["plan"],
         opened_at=account["opened_at"],
@@ -65,57 +137,81 @@ async def get_account(request: Request) -> JSONResponse:
         version=account["version"],
         position=account["position"],
     )
-    return JSONResponse(view.model_dump(mode="json"))
 
 
-async def get_usage(request: Request) -> JSONResponse:
-    account_id = params.account_id(request)
-    today = datetime.now(UTC).date()
-    last = params.day(request, "to", today)
-    first = params.day(request, "from", last - timedelta(days=DEFAULT_USAGE_DAYS - 1))
-    bucket = params.choice(request, "bucket", "day", ("day", "month"))
+@router.get(
+    "/usage",
+    operation_id="getUsage",
+    summary="Usage per day (or month), action and credit type: count, credits spent, cost",
+    response_model=UsagePage,
+    response_model_by_alias=True,
+    openapi_extra=PORTAL,
+)
+async def get_usage(
+    account_id: AccountId,
+    held: Held,
+    first_day: FirstDay = None,
+    last_day: LastDay = None,
+    bucket: Bucket = "day",
+    min_position: MinPosition = None,
+) -> UsagePage:
+    last = _day("to", last_day) or datetime.now(UTC).date()
+    first = _day("from", first_day) or last - timedelta(days=DEFAULT_USAGE_DAYS - 1)
     if first > last:
         raise invalid("from: must not be after to")
     if (last - first).days >= MAX_USAGE_DAYS:
         raise invalid(f"from..to: at most {MAX_USAGE_DAYS} days")
-    pool = await _pool_at(request, ("usage",))
+    pool = await _pool_at(held, ("usage",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)
         rows = await queries.usage(conn, account_id, first, last, bucket)
-    page = UsagePage(
+    return UsagePage(
         account_id=account_id,
         bucket=bucket,
         start=first,
         end=last,
         usage=[UsageRow(**{**row, "action": row["action"] or None}) for row in rows],
     )
-    return JSONResponse(page.model_dump(mode="json", by_alias=True))
 
 
-async def get_transactions(request: Request) -> JSONResponse:
-    account_id = params.account_id(request)
-    limit = params.integer(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
-    assert limit is not None
-    before = _cursor(request.query_params.get("before"))
-    pool = await _pool_at(request, ("transactions",))
+@router.get(
+    "/transactions",
+    operation_id="getTransactions",
+    summary="The account's ledger movements, newest first, with available before and after",
+    response_model=TransactionsPage,
+    openapi_extra=PORTAL,
+)
+async def get_transactions(
+    account_id: AccountId,
+    held: Held,
+    limit: Limit = DEFAULT_PAGE,
+    before: Before = None,
+    min_position: MinPosition = None,
+) -> TransactionsPage:
+    cursor = _cursor(before)
+    pool = await _pool_at(held, ("transactions",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)
-        rows = await queries.transactions(conn, account_id, before, limit)
+        rows = await queries.transactions(conn, account_id, cursor, limit)
     items = [TransactionRow(**_without(row, "account_id")) for row in rows]
     next_before = None
     if len(items) == limit:
         next_before = f"{items[-1].version}.{items[-1].credit_type}"
-    page = TransactionsPage(account_id=account_id, transactions=items, next_before=next_before)
-    return JSONResponse(page.model_dump(mode="json"))
+    return TransactionsPage(account_id=account_id, transactions=items, next_before=next_before)
 
 
-async def _pool_at(request: Request, projections: tuple[str, ...]) -> asyncpg.Pool:
+async def _pool_at(
+    held: Resources, projections: tuple[str, ...], min_position: int | None
+) -> asyncpg.Pool:
     """The pool, once the read models have reached `min_position` (if asked)."""
-    resources: Resources = request.app.state.resources
-    min_position = params.integer(request, "min_position", None, 0, 2**62)
-    pool = await resources.pool()
+    pool = await held.pool()
     if min_position is not None:
-        timeout_seconds = resources.settings.read_wait_seconds
+        async with pool.acquire() as conn:
+            head = await events_head(conn)
+        if min_position > head:
+            # No reply ever named it: waiting could only end in a 504.
+            raise invalid(f"min_position: beyond the event log's head ({head})")
+        timeout_seconds = held.settings.read_wait_seconds
         if not await queries.wait_for_position(pool, projections, min_position, timeout_seconds):
             raise HttpError(
                 504,
@@ -128,6 +224,15 @@ async def _pool_at(request: Request, projections: tuple[str, ...]) -> asyncpg.Po
 async def _existing(conn: asyncpg.Connection, account_id: str) -> None:
     if await queries.account(conn, account_id) is None:
         raise unknown_account(account_id)
+
+
+def _day(name: str, raw: str | None) -> date | None:
+    if raw is None:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise invalid(f"{name}: a date YYYY-MM-DD") from None
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:

@@ -1,0 +1,94 @@
+"""The ops port (`CREDITS_OPS_PORT`): `/metrics` and `/readyz`, apart from the public API.
+
+Any component can serve it: `await serve_ops(settings, stop, ops_app(checks=...))`. The
+deployment decides who reaches this port (a scraper, the orchestrator's probes); the public
+API port carries only `/healthz` besides the authenticated `/v1` routes.
+
+`/readyz` answers 200 only if every check passes (e.g. the database answers) and every
+component registered in `infra.readiness.READINESS` reports ready, so a load balancer stops
+sending traffic to a half-started process. `/metrics` serves the process's one registry;
+`on_scrape` hooks refresh gauges read from elsewhere (e.g. projection lag from the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+
+import structlog
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict
+
+from infra.http_serving import serve_until_stopped
+from infra.metrics import REGISTRY
+from infra.readiness import READINESS
+from infra.settings import Settings
+
+log = structlog.get_logger("credits.ops")
+
+# A check answers (ready, detail); one that raises or hangs counts as not ready.
+Check = Callable[[], Awaitable[tuple[bool, str]]]
+ScrapeHook = Callable[[], Awaitable[None]]
+CHECK_TIMEOUT_SECONDS = 5.0
+
+
+class ComponentReadiness(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ready: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: str
+    checks: dict[str, ComponentReadiness]
+    components: dict[str, ComponentReadiness]
+
+
+def ops_app(
+    *, checks: Mapping[str, Check] | None = None, on_scrape: Sequence[ScrapeHook] = ()
+) -> FastAPI:
+    app = FastAPI(title="credits ops", docs_url=None, redoc_url=None, openapi_url=None)
+    named_checks = dict(checks or {})
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        results = await asyncio.gather(*(_run(check) for check in named_checks.values()))
+        checked = dict(zip(named_checks, results, strict=True))
+        components = {
+            name: ComponentReadiness(ready=state.ready, detail=state.detail)
+            for name, state in sorted(READINESS.snapshot().items())
+        }
+        ready = all(c.ready for c in (*checked.values(), *components.values()))
+        body = Readiness(
+            status="ready" if ready else "not_ready", checks=checked, components=components
+        )
+        return JSONResponse(body.model_dump(mode="json"), status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        for hook in on_scrape:
+            try:
+                await asyncio.wait_for(hook(), timeout=CHECK_TIMEOUT_SECONDS)
+            except Exception as error:  # the other metrics are still worth serving
+                log.warning("a metrics hook failed", error=f"{type(error).__name__}: {error}")
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+async def _run(check: Check) -> ComponentReadiness:
+    try:
+        ready, detail = await asyncio.wait_for(check(), timeout=CHECK_TIMEOUT_SECONDS)
+    except Exception as error:
+        return ComponentReadiness(ready=False, detail=f"{type(error).__name__}: {error}")
+    return ComponentReadiness(ready=ready, detail=detail)
+
+
+async def serve_ops(settings: Settings, stop: asyncio.Event, app: FastAPI) -> None:
+    """Serves the ops app on CREDITS_OPS_HOST:CREDITS_OPS_PORT until `stop` is set."""
+    await serve_until_stopped(app, host=settings.ops_host, port=settings.ops_port, stop=stop)

@@ -1,0 +1,26 @@
+"""The `api` component: the public API on CREDITS_HTTP_PORT, `/metrics` and `/readyz` on
+CREDITS_OPS_PORT, until the runner's stop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+
+from infra.http_serving import serve_until_stopped
+from infra.ops_server import serve_ops
+from infra.settings import Settings
+from services.api.app import create_app, ops_app_for
+
+log = structlog.get_logger("credits.api")
+
+
+async def run_api(settings: Settings, stop: asyncio.Event) -> None:
+    app = create_app(settings)
+    if app.state.resources.portal_tokens.random_secret:
+        log.warning(
+            "CREDITS_PORTAL_TOKEN_SECRETS is empty: portal tokens use a random secret of this "
+            "process, valid only here and until it restarts"
+        )
+    public = serve_until_stopped(app, host=settings.http_host, port=settings.http_port, stop=stop)
+    await asyncio.gather(public, serve_ops(settings, stop, ops_app_for(app)))
