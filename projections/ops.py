@@ -9,7 +9,7 @@ from typing import Any
 from domain.integration import cloud_event_type, event_data
 from projections import queries
 from projections.runner import ReadSide
-from projections.store import TRACKING
+from projections.store import TRACKING, skipped_counts
 
 # `credits account show` prints at most this many of the newest events.
 MAX_SHOWN_EVENTS = 1000
@@ -23,6 +23,8 @@ class Status:
     last_error: str | None
     error_at: datetime | None
     updated_at: datetime | None
+    # Events it went past without applying them (rm_skipped_events).
+    skipped_events: int
 
 
 async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
@@ -30,6 +32,7 @@ async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
     async with read_side.pool.acquire() as conn:
         head = await read_side.log.max_position(conn)
         rows = await conn.fetch(f"SELECT * FROM {TRACKING} ORDER BY projection")
+        skipped = await skipped_counts(conn)
     return head, [
         Status(
             projection=row["projection"],
@@ -38,6 +41,7 @@ async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
             last_error=row["last_error"],
             error_at=row["error_at"],
             updated_at=row["updated_at"],
+            skipped_events=skipped.get(row["projection"], 0),
         )
         for row in rows
     ]
