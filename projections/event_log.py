@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -29,17 +28,20 @@ from projections.storable import MESSAGE_BYTES, storable_event, storable_text
 
 
 @dataclass(frozen=True)
-class Logged:
-    position: int
-    event: Account.Event
+class UndecodableEvent:
+    """Stands for a stored event that could not be decoded; no projection applies it. Not an
+    `Account.Event`: nothing that lists the event kinds (the AsyncAPI document) must see it."""
+
+    originator_id: str
+    originator_version: int
+    topic: str
+    error: str
 
 
 @dataclass(frozen=True)
-class UndecodableEvent(Account.Event):
-    """Stands for a stored event that could not be decoded; no projection applies it."""
-
-    topic: str
-    error: str
+class Logged:
+    position: int
+    event: Account.Event | UndecodableEvent
 
 
 class EventLog:
@@ -107,8 +109,6 @@ def _undecodable(row: Any, error: Exception) -> UndecodableEvent:
     return UndecodableEvent(
         originator_id=storable_text(str(row[1])),
         originator_version=int(row[2]),
-        timestamp=datetime.min.replace(tzinfo=UTC),
-        command_id=None,
         topic=storable_text(str(row[3])),
         error=storable_text(f"{type(error).__name__}: {error}", MESSAGE_BYTES),
     )

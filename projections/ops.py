@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.integration import cloud_event_type, event_data
 from projections import queries
+from projections.event_log import Logged, UndecodableEvent
 from projections.runner import ReadSide
 from projections.store import TRACKING, skipped_counts
 
@@ -58,16 +59,7 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             account_id,
             limit,
         )
-        stream = [
-            {
-                "version": item.event.originator_version,
-                "position": item.position,
-                "at": item.event.timestamp,
-                "type": cloud_event_type(item.event),
-                "data": event_data(item.event),
-            }
-            for item in read_side.log.decode(rows)
-        ]
+        stream = [_shown(item) for item in read_side.log.decode(rows)]
         return {
             "account": await queries.account(conn, account_id),
             "balances": await queries.balances(conn, account_id),
@@ -75,3 +67,17 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             "holds": await queries.holds(conn, account_id),
             "stream": stream,
         }
+
+
+def _shown(item: Logged) -> dict[str, Any]:
+    event = item.event
+    shown: dict[str, Any] = {"version": event.originator_version, "position": item.position}
+    if isinstance(event, UndecodableEvent):
+        data = {"topic": event.topic, "error": event.error}
+        return {**shown, "at": None, "type": "undecodable", "data": data}
+    return {
+        **shown,
+        "at": event.timestamp,
+        "type": cloud_event_type(event),
+        "data": event_data(event),
+    }
