@@ -39,6 +39,7 @@ EXTREME_TEXTS = (
     "é" * 300,  # 600 bytes: past the key bound
     "z" * 10_000,  # far past every validated length
     "😀" * 300,
+    "😀" * 256,  # a payment reference at its validated maximum: 1,024 bytes, kept as it is
     "",
     "plain",
 )

@@ -515,3 +515,28 @@ async def test_values_postgres_refuses_at_write_are_skipped_live_and_in_a_rebuil
             projection.name,
         )
     assert [tuple(r) for r in after] == skipped
+
+
+async def test_values_at_the_validated_maximum_lengths_are_stored_as_they_are(side: Side) -> None:
+    """What a command may carry is never rewritten: 128-character identifiers and command ids,
+    a 256-character payment reference of 4-byte characters (1,024 bytes)."""
+    identifier = "a" * 64 + ":" * 32 + "@" * 32
+    reference = "😀" * 256
+    command_id = "😀" * 128
+    x = Extremes(identifier, "b" * 128, MAX_AMOUNT, datetime(2024, 2, 29, tzinfo=UTC), "2024-02-29")
+    events = extreme_stream(account_id(), x)
+    for event in events:
+        object.__setattr__(event, "command_id", command_id)
+    granted = next(e for e in events if isinstance(e, Account.Granted) and e.paid)
+    object.__setattr__(granted, "payment_reference", reference)
+    side.accounts.append(events[0].originator_id)
+    await store(side, events)
+    await project(side)
+    await assert_equal_to_the_fold(side)
+    async with side.read_side.pool.acquire() as conn:
+        lot = await conn.fetchrow("SELECT credit_type, payment_reference FROM rm_lots WHERE paid")
+        commands = await conn.fetch("SELECT DISTINCT command_id FROM rm_transactions")
+        actions = await conn.fetch("SELECT DISTINCT action FROM rm_usage_daily")
+    assert (lot["credit_type"], lot["payment_reference"]) == (identifier, reference)
+    assert [r["command_id"] for r in commands] == [command_id]
+    assert {r["action"] for r in actions} == {identifier, "b" * 128, ""}
