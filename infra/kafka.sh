@@ -8,8 +8,13 @@
 #   infra/kafka.sh status  exit 0 when the broker answers
 #
 # Settings (environment): CREDITS_LOCAL_DIR (.local), CREDITS_KAFKA_BOOTSTRAP (127.0.0.1:9092;
-# the local broker listens on its first entry), CREDITS_KAFKA_CONTROLLER_PORT (9093),
-# CREDITS_KAFKA_HEAP_MB (768), CREDITS_KAFKA_START_TIMEOUT_SECONDS (90).
+# the local broker's PLAINTEXT listener is its first entry), CREDITS_KAFKA_CONTROLLER_PORT (9093),
+# CREDITS_KAFKA_HEAP_MB (768), CREDITS_KAFKA_START_TIMEOUT_SECONDS (90),
+# CREDITS_KAFKA_SASL_PORT (empty: off; a port adds a SASL_PLAINTEXT listener with the PLAIN
+# mechanism beside the PLAINTEXT one, which keeps serving everything else),
+# CREDITS_KAFKA_SASL_USERS (credits:credits-local; the users that listener knows, as
+# user:password,user:password, written into the broker's own JAAS configuration). Listeners are
+# set when the broker starts: a running broker gets a new one at its next start.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +28,8 @@ controller_port=${CREDITS_KAFKA_CONTROLLER_PORT:-9093}
 # 2 cores and 24 GiB: a bounded heap keeps the JVM from taking a quarter of the machine.
 heap_mb=${CREDITS_KAFKA_HEAP_MB:-768}
 start_timeout_seconds=${CREDITS_KAFKA_START_TIMEOUT_SECONDS:-90}
+sasl_port=${CREDITS_KAFKA_SASL_PORT:-}
+sasl_users=${CREDITS_KAFKA_SASL_USERS:-credits:credits-local}
 
 kafka_dir=$local_dir/kafka
 libs_dir=$kafka_dir/libs
@@ -35,7 +42,25 @@ pom=$root/infra/kafka/pom.xml
 log() { printf 'kafka: %s\n' "$*" >&2; }
 
 answers() {
-  python3 "$root/infra/kafka_probe.py" "$host" "$port"
+  python3 "$root/infra/kafka_probe.py" "$host" "${1:-$port}"
+}
+
+# The PLAIN login module's users, one `user_NAME="PASSWORD"` each. Plain characters only: the
+# values go into a quoted JAAS string.
+jaas_users() {
+  local entry name password out=""
+  local -a entries
+  IFS=, read -r -a entries <<<"$sasl_users"
+  for entry in "${entries[@]}"; do
+    name=${entry%%:*}
+    password=${entry#*:}
+    if ! [[ "$entry" == *:* && "$name" =~ ^[A-Za-z0-9._-]{1,64}$ && "$password" =~ ^[A-Za-z0-9._~+/=-]{1,128}$ ]]; then
+      log "CREDITS_KAFKA_SASL_USERS: want user:password,... of [A-Za-z0-9._-] names and [A-Za-z0-9._~+/=-] passwords"
+      return 1
+    fi
+    out+=" user_${name}=\"${password}\""
+  done
+  printf '%s' "$out"
 }
 
 running_pid() {
@@ -73,16 +98,32 @@ ensure_jars() {
 
 write_config() {
   mkdir -p "$kafka_dir" "$data_dir" "$log_dir"
+  local listeners=PLAINTEXT://$host:$port advertised=PLAINTEXT://$host:$port sasl_config=""
+  local protocols=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+  if [ -n "$sasl_port" ]; then
+    local users
+    users=$(jaas_users)
+    listeners+=,SASL_PLAINTEXT://$host:$sasl_port
+    advertised+=,SASL_PLAINTEXT://$host:$sasl_port
+    protocols+=,SASL_PLAINTEXT:SASL_PLAINTEXT
+    sasl_config="sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required$users;"
+  fi
+  # It may hold passwords: readable by its owner only.
+  : >"$config_file"
+  chmod 600 "$config_file"
   cat >"$config_file" <<EOF
 # Written by infra/kafka.sh; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$host:$controller_port
-listeners=PLAINTEXT://$host:$port,CONTROLLER://$host:$controller_port
-advertised.listeners=PLAINTEXT://$host:$port
+listeners=$listeners,CONTROLLER://$host:$controller_port
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
+$sasl_config
 log.dirs=$data_dir
 # Topics are created on purpose with a fixed partition count (credits topics create).
 auto.create.topics.enable=false
@@ -148,6 +189,11 @@ up() {
   ensure_jars
   if answers; then
     log "already answering on $host:$port"
+    if [ -n "$sasl_port" ] && ! answers "$sasl_port"; then
+      log "the running broker has no SASL listener on $host:$sasl_port: listeners are set at start" \
+        "(infra/kafka.sh down, then up, if no one else uses this broker)"
+      return 1
+    fi
     return 0
   fi
   if pid=$(running_pid); then
@@ -162,7 +208,7 @@ up() {
     echo $! >"$pid_file"
   fi
   local waited=0
-  until answers; do
+  until answers && { [ -z "$sasl_port" ] || answers "$sasl_port"; }; do
     if ! running_pid >/dev/null; then
       log "the broker exited; last lines of $log_dir/stdout.log:"
       tail -n 20 "$log_dir/stdout.log" >&2 || true
@@ -175,7 +221,7 @@ up() {
     sleep 1
     waited=$((waited + 1))
   done
-  log "answering on $host:$port after ${waited}s"
+  log "answering on $host:$port${sasl_port:+ (SASL/PLAIN on $host:$sasl_port)} after ${waited}s"
 }
 
 down() {

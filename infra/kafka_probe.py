@@ -8,6 +8,7 @@ both use this file, so "Kafka answers" means the same thing everywhere.
 from __future__ import annotations
 
 import socket
+import ssl
 import struct
 import sys
 
@@ -15,11 +16,16 @@ _API_VERSIONS_KEY = 18
 _CLIENT_ID = b"credits-probe"
 
 
-def broker_answers(host: str, port: int, timeout_seconds: float = 2.0) -> bool:
+def broker_answers(
+    host: str, port: int, timeout_seconds: float = 2.0, tls: ssl.SSLContext | None = None
+) -> bool:
+    """`tls`: for a TLS listener (SSL, SASL_SSL). A SASL listener answers ApiVersions before
+    any authentication, so the probe needs no credentials."""
     correlation_id = 1
     body = struct.pack(">hhih", _API_VERSIONS_KEY, 0, correlation_id, len(_CLIENT_ID)) + _CLIENT_ID
     try:
-        with socket.create_connection((host, port), timeout=timeout_seconds) as conn:
+        with socket.create_connection((host, port), timeout=timeout_seconds) as raw:
+            conn = raw if tls is None else tls.wrap_socket(raw, server_hostname=host)
             conn.settimeout(timeout_seconds)
             conn.sendall(struct.pack(">i", len(body)) + body)
             size = struct.unpack(">i", _read_exactly(conn, 4))[0]

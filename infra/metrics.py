@@ -28,6 +28,12 @@ PROJECTION_LAG = Gauge(
     ["projection"],
     registry=REGISTRY,
 )
+PROJECTION_SKIPPED_EVENTS = Counter(
+    "credits_projection_skipped_events",
+    "Events a read model went past without applying them (listed in rm_skipped_events).",
+    ["projection"],
+    registry=REGISTRY,
+)
 PROJECTION_POSITION = Gauge(
     "credits_projection_position",
     "Notification id a read model has applied up to.",

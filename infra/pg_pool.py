@@ -1,9 +1,13 @@
-"""asyncpg pools for the read side (projector, API reads, ops commands)."""
+"""asyncpg pools for the read side (projector, API reads, ops commands).
+
+Every connection reads and writes `numeric` as exact Python ints (`infra/pg_numeric.py`).
+"""
 
 from __future__ import annotations
 
 import asyncpg
 
+from infra.pg_numeric import register_numeric_as_int
 from infra.settings import Settings
 
 
@@ -17,6 +21,7 @@ async def create_pool(settings: Settings, *, max_size: int | None = None) -> asy
         # A statement that runs away (a checksum of a huge table aside) must not hold a
         # connection for ever.
         command_timeout=60,
+        init=register_numeric_as_int,
     )
     assert pool is not None
     return pool

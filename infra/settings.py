@@ -10,8 +10,9 @@ import re
 import socket
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -30,7 +31,10 @@ class Topic(StrEnum):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CREDITS_", extra="ignore", frozen=True)
+    # Inputs are left out of validation errors: they may hold a password.
+    model_config = SettingsConfigDict(
+        env_prefix="CREDITS_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # PostgreSQL: the event store and the read models.
     pg_host: str = "127.0.0.1"
@@ -52,6 +56,21 @@ class Settings(BaseSettings):
     # One replica on the local single node; production sets 3.
     topic_replication_factor: int = Field(default=1, ge=1, le=5)
     kafka_request_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Kafka security, for every producer, consumer and admin client (infra/kafka_clients.py).
+    # Who may publish commands is the broker's ACLs' to decide (README, "Kafka security").
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = Field(default="", max_length=256)
+    # SecretStr: shown as '**********' in reprs, logs and dumps.
+    kafka_sasl_password: SecretStr = Field(default=SecretStr(""), max_length=1024)
+    # PEM files (empty: none). The CAs the brokers' certificates are checked against (empty:
+    # the system's), and this client's certificate and key where brokers ask for one (mTLS;
+    # the key may sit in the certificate's file).
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_key_password: SecretStr = Field(default=SecretStr(""), max_length=1024)
+    kafka_ssl_check_hostname: bool = True
 
     # HTTP API.
     http_host: str = "127.0.0.1"
@@ -101,6 +120,39 @@ class Settings(BaseSettings):
     # Logs: "json" for machines, "console" for people.
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
+
+    @model_validator(mode="after")
+    def _kafka_security_complete(self) -> Settings:
+        """Refuse a half-configured security setup at start, naming the variable."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        tls = self.kafka_security_protocol.endswith("SSL")
+        password = self.kafka_sasl_password.get_secret_value()
+        if sasl and not (self.kafka_sasl_username and password):
+            raise ValueError(
+                f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "CREDITS_KAFKA_SASL_USERNAME and CREDITS_KAFKA_SASL_PASSWORD"
+            )
+        if not sasl and (self.kafka_sasl_username or password):
+            raise ValueError(
+                "CREDITS_KAFKA_SASL_USERNAME/PASSWORD are set but "
+                f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does not use SASL"
+            )
+        files = {
+            "CREDITS_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
+            "CREDITS_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+            "CREDITS_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
+        }
+        for variable, path in files.items():
+            if path and not tls:
+                raise ValueError(
+                    f"{variable} is set but "
+                    f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} has no TLS"
+                )
+            if path and not Path(path).is_file():
+                raise ValueError(f"{variable}: no such file {path}")
+        if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
+            raise ValueError("CREDITS_KAFKA_SSL_KEY_FILE needs CREDITS_KAFKA_SSL_CERT_FILE")
+        return self
 
     def topic(self, topic: Topic) -> str:
         return f"{self.topic_prefix}{topic.value}"

@@ -16,7 +16,16 @@ from domain.account import Account
 from domain.catalog import Catalog
 from projections.batch import BatchState, Row
 from projections.movements import movements
-from projections.tables import BIGINT, BOOL, TEXT, TEXT_OR_NULL, TIME, TIME_OR_NULL, Table
+from projections.tables import (
+    BIGINT,
+    BOOL,
+    EXACT_INT,
+    TEXT,
+    TEXT_OR_NULL,
+    TIME,
+    TIME_OR_NULL,
+    Table,
+)
 
 REVENUE = Table(
     "rm_analytics_revenue",
@@ -26,8 +35,8 @@ REVENUE = Table(
         ("pack", TEXT),
         ("currency", TEXT),
         ("purchases", BIGINT),
-        ("amount_cents", BIGINT),
-        ("credits", BIGINT),
+        ("amount_cents", EXACT_INT),
+        ("credits", EXACT_INT),
     ),
     key=("source", "pack", "currency"),
     sums=("purchases", "amount_cents", "credits"),
@@ -35,7 +44,7 @@ REVENUE = Table(
 OUTSTANDING = Table(
     "rm_analytics_outstanding",
     "counter",
-    (("credit_type", TEXT), ("available", BIGINT), ("held", BIGINT)),
+    (("credit_type", TEXT), ("available", EXACT_INT), ("held", EXACT_INT)),
     key=("credit_type",),
     sums=("available", "held"),
 )

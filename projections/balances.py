@@ -13,7 +13,16 @@ from typing import Any
 from domain.account import Account
 from domain.lots import Breakdown
 from projections.batch import BatchState, Row
-from projections.tables import BIGINT, BOOL, TEXT, TEXT_OR_NULL, TIME, TIME_OR_NULL, Table
+from projections.tables import (
+    BIGINT,
+    BOOL,
+    EXACT_INT,
+    TEXT,
+    TEXT_OR_NULL,
+    TIME,
+    TIME_OR_NULL,
+    Table,
+)
 
 ACCOUNTS = Table(
     "rm_accounts",
@@ -36,12 +45,12 @@ BALANCES = Table(
     (
         ("account_id", TEXT),
         ("credit_type", TEXT),
-        ("available", BIGINT),
-        ("held", BIGINT),
-        ("allocation_remaining", BIGINT),
-        ("purchased_remaining", BIGINT),
-        ("overdraft", BIGINT),
-        ("debt", BIGINT),
+        ("available", EXACT_INT),
+        ("held", EXACT_INT),
+        ("allocation_remaining", EXACT_INT),
+        ("purchased_remaining", EXACT_INT),
+        ("overdraft", EXACT_INT),
+        ("debt", EXACT_INT),
         ("next_reset_at", TIME_OR_NULL),
     ),
     key=("account_id", "credit_type"),
@@ -54,11 +63,11 @@ LOTS = Table(
         ("lot_id", TEXT),
         ("credit_type", TEXT),
         ("source", TEXT),
-        ("amount", BIGINT),
-        ("remaining", BIGINT),
-        ("held", BIGINT),
-        ("revoked", BIGINT),
-        ("priority", BIGINT),
+        ("amount", EXACT_INT),
+        ("remaining", EXACT_INT),
+        ("held", EXACT_INT),
+        ("revoked", EXACT_INT),
+        ("priority", EXACT_INT),
         ("paid", BOOL),
         ("closed", BOOL),
         ("granted_at", TIME),
@@ -75,7 +84,7 @@ HOLDS = Table(
         ("hold_id", TEXT),
         ("credit_type", TEXT),
         ("action", TEXT_OR_NULL),
-        ("amount", BIGINT),
+        ("amount", EXACT_INT),
         ("reserved_at", TIME),
         ("expires_at", TIME),
     ),

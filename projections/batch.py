@@ -133,6 +133,9 @@ class BatchState:
         for name in self.counters:
             self.counters[name] = {}
 
+    def loaded_accounts(self) -> list[str]:
+        return list(self._loaded)
+
     def evict(self, max_accounts: int) -> list[str]:
         """Forget the oldest loaded accounts beyond `max_accounts` (only once flushed)."""
         assert not self.has_changes(), "evicting unsaved rows would lose them"

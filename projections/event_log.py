@@ -2,6 +2,11 @@
 
 The recorder inserts under a table lock, so notification ids are gap-free and commit in order:
 reading `notification_id > position` never skips an event committed later with a lower id.
+
+Every decoded event is made storable (`projections/storable.py`) before anyone sees it. A row
+this code cannot decode (an event kind it does not know, a state it cannot parse) becomes an
+`UndecodableEvent` at its position, never an exception that would stop the whole batch: the
+projections record it as skipped (`projections/applying.py`).
 """
 
 from __future__ import annotations
@@ -19,12 +24,24 @@ from domain.account import Account
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
+from projections.storable import MESSAGE_BYTES, storable_event, storable_text
+
+
+@dataclass(frozen=True)
+class UndecodableEvent:
+    """Stands for a stored event that could not be decoded; no projection applies it. Not an
+    `Account.Event`: nothing that lists the event kinds (the AsyncAPI document) must see it."""
+
+    originator_id: str
+    originator_version: int
+    topic: str
+    error: str
 
 
 @dataclass(frozen=True)
 class Logged:
     position: int
-    event: Account.Event
+    event: Account.Event | UndecodableEvent
 
 
 class EventLog:
@@ -59,10 +76,21 @@ class EventLog:
         )
 
     def decode(self, rows: Sequence[Any]) -> list[Logged]:
-        if self._fast is not None:
-            decode = self._fast.decode
-            return [Logged(row[0], decode(row[1], row[2], row[3], row[4])) for row in rows]
-        return [Logged(row[0], self.decode_with_mapper(row)) for row in rows]
+        """Each row's event, storable; an `UndecodableEvent` for a row that does not decode."""
+        fast = self._fast
+        logged = []
+        for row in rows:
+            try:
+                if fast is not None:
+                    event = fast.decode(row[1], row[2], row[3], row[4])
+                else:
+                    event = self.decode_with_mapper(row)
+                if not isinstance(event, Account.Event):
+                    raise TypeError(f"{type(event).__name__} is not an account event")
+                logged.append(Logged(row[0], storable_event(event)))
+            except Exception as error:  # anything in a stored row: it must not stop the log
+                logged.append(Logged(row[0], _undecodable(row, error)))
+        return logged
 
     def decode_with_mapper(self, row: Any) -> Account.Event:
         stored = StoredEvent(row[1], row[2], row[3], row[4])
@@ -75,6 +103,15 @@ class EventLog:
     async def max_position(self, conn: asyncpg.Connection) -> int:
         value = await conn.fetchval(f"SELECT max(notification_id) FROM {self.table}")
         return int(value or 0)
+
+
+def _undecodable(row: Any, error: Exception) -> UndecodableEvent:
+    return UndecodableEvent(
+        originator_id=storable_text(str(row[1])),
+        originator_version=int(row[2]),
+        topic=storable_text(str(row[3])),
+        error=storable_text(f"{type(error).__name__}: {error}", MESSAGE_BYTES),
+    )
 
 
 _JSON = json.JSONDecoder().decode

@@ -8,8 +8,9 @@ from typing import Any
 
 from domain.integration import cloud_event_type, event_data
 from projections import queries
+from projections.event_log import Logged, UndecodableEvent
 from projections.runner import ReadSide
-from projections.store import TRACKING
+from projections.store import TRACKING, skipped_counts
 
 # `credits account show` prints at most this many of the newest events.
 MAX_SHOWN_EVENTS = 1000
@@ -23,6 +24,8 @@ class Status:
     last_error: str | None
     error_at: datetime | None
     updated_at: datetime | None
+    # Events it went past without applying them (rm_skipped_events).
+    skipped_events: int
 
 
 async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
@@ -30,6 +33,7 @@ async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
     async with read_side.pool.acquire() as conn:
         head = await read_side.log.max_position(conn)
         rows = await conn.fetch(f"SELECT * FROM {TRACKING} ORDER BY projection")
+        skipped = await skipped_counts(conn)
     return head, [
         Status(
             projection=row["projection"],
@@ -38,6 +42,7 @@ async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
             last_error=row["last_error"],
             error_at=row["error_at"],
             updated_at=row["updated_at"],
+            skipped_events=skipped.get(row["projection"], 0),
         )
         for row in rows
     ]
@@ -54,16 +59,7 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             account_id,
             limit,
         )
-        stream = [
-            {
-                "version": item.event.originator_version,
-                "position": item.position,
-                "at": item.event.timestamp,
-                "type": cloud_event_type(item.event),
-                "data": event_data(item.event),
-            }
-            for item in read_side.log.decode(rows)
-        ]
+        stream = [_shown(item) for item in read_side.log.decode(rows)]
         return {
             "account": await queries.account(conn, account_id),
             "balances": await queries.balances(conn, account_id),
@@ -71,3 +67,17 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             "holds": await queries.holds(conn, account_id),
             "stream": stream,
         }
+
+
+def _shown(item: Logged) -> dict[str, Any]:
+    event = item.event
+    shown: dict[str, Any] = {"version": event.originator_version, "position": item.position}
+    if isinstance(event, UndecodableEvent):
+        data = {"topic": event.topic, "error": event.error}
+        return {**shown, "at": None, "type": "undecodable", "data": data}
+    return {
+        **shown,
+        "at": event.timestamp,
+        "type": cloud_event_type(event),
+        "data": event_data(event),
+    }

@@ -3,26 +3,27 @@
 It wakes on the recorder's NOTIFY (LISTEN on the events table's channel), and polls every
 `poll_seconds` as well, in case a notification is missed (they are not queued while the
 listener reconnects). Each projection is applied in its own transaction per batch, so one
-failing projection (its error recorded in `rm_tracking`) does not hold the others back.
+failing projection (its error recorded in `rm_tracking`) does not hold the others back. An
+event a projection cannot apply is skipped and recorded (`projections/applying.py`), never
+retried for ever.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
 import structlog
 
-from infra.metrics import PROJECTION_LAG, PROJECTION_POSITION
+from infra.metrics import PROJECTION_LAG, PROJECTION_POSITION, PROJECTION_SKIPPED_EVENTS
 from infra.readiness import READINESS
+from projections.applying import apply_events
 from projections.batch import BatchState
 from projections.event_log import EventLog, Logged
 from projections.projection import Projection
-from projections.store import PositionMoved, advance, load, positions, record_error, take_writes
-from projections.store import write as write_changes
+from projections.store import PositionMoved, positions, record_error
 
 log = structlog.get_logger("credits.projector")
 
@@ -39,28 +40,6 @@ class ProjectorConfig:
     linger_seconds: float = 0.02
     # Polling fallback when no notification comes.
     poll_seconds: float = 1.0
-
-
-async def apply_batch(
-    conn: asyncpg.Connection,
-    projection: Projection,
-    state: BatchState,
-    logged: Sequence[Logged],
-    *,
-    tracking: str,
-    expected: int,
-    suffix: str = "",
-) -> int:
-    """In the caller's transaction: move the position, load, apply, write. The new position."""
-    assert logged and logged[0].position > expected
-    new = logged[-1].position
-    await advance(conn, tracking, expected, new)
-    await load(conn, state, (item.event.originator_id for item in logged), suffix)
-    for item in logged:
-        projection.apply(state, item.event, item.position)
-    projection.finish(state)
-    await write_changes(conn, take_writes(state), suffix)
-    return new
 
 
 class Projector:
@@ -142,7 +121,7 @@ class Projector:
         projection = self.projections[name]
         try:
             async with conn.transaction():
-                await apply_batch(
+                applied = await apply_events(
                     conn,
                     projection,
                     BatchState(projection.tables),
@@ -150,6 +129,9 @@ class Projector:
                     tracking=name,
                     expected=start,
                 )
+            if applied.skipped:
+                PROJECTION_SKIPPED_EVENTS.labels(name).inc(applied.skipped)
+                log.error("events skipped", projection=name, events=applied.skipped)
         except PositionMoved:
             # A rebuild swapped it in, or another projector ran it: the next pass rereads.
             return True

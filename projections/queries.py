@@ -1,4 +1,8 @@
-"""Reads of the read models, for the HTTP API and `credits account show`."""
+"""Reads of the read models, for the HTTP API and `credits account show`.
+
+Credits, money and quantities are `numeric` (exact at any size); the read side's pools decode
+them as Python ints (`infra/pg_numeric.py`), so no sum here is cast to bigint.
+"""
 
 from __future__ import annotations
 
@@ -49,8 +53,7 @@ async def usage(
     return await _all(
         conn,
         f"SELECT date_trunc('{bucket}', day)::date AS start, action, credit_type, "
-        "sum(count)::bigint AS count, sum(credits)::bigint AS credits, "
-        "sum(cost)::bigint AS cost, max(tags) AS tags "
+        "sum(count) AS count, sum(credits) AS credits, sum(cost) AS cost, max(tags) AS tags "
         "FROM rm_usage_daily WHERE account_id = $1 AND day BETWEEN $2 AND $3 "
         "GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         account_id,
@@ -64,8 +67,7 @@ async def usage_totals(
 ) -> tuple[int, dict[str, int]]:
     """(credits spent today, all-time count per action) for one credit type."""
     rows = await conn.fetch(
-        "SELECT action, sum(count)::bigint AS count, "
-        "sum(credits) FILTER (WHERE day = $3)::bigint AS today "
+        "SELECT action, sum(count) AS count, sum(credits) FILTER (WHERE day = $3) AS today "
         "FROM rm_usage_daily WHERE account_id = $1 AND credit_type = $2 "
         "GROUP BY action ORDER BY action",
         account_id,

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import time
 from collections.abc import Callable
@@ -21,12 +22,14 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from infra.metrics import PROJECTION_SKIPPED_EVENTS
+from projections.applying import apply_events, apply_in_memory, apply_singly, cannot_apply
 from projections.batch import BatchState
 from projections.event_log import EventLog, Logged
 from projections.projection import Projection
-from projections.projector import apply_batch
 from projections.store import (
     SHADOW_SUFFIX,
+    SKIPPED,
     TRACKING,
     Writes,
     advance,
@@ -59,6 +62,8 @@ class RebuildResult:
     rebuilt_checksum: str
     live_checksum: str
     swapped: bool
+    # Events the rebuilt model went past without applying (rm_skipped_events).
+    skipped: int = 0
 
     @property
     def matches(self) -> bool:
@@ -87,6 +92,8 @@ class ShadowBuilder:
         self.state = BatchState(projection.tables)
         self.position = 0
         self.events = 0
+        # Events gone past without being applied (recorded in rm_skipped_events).
+        self.skipped = 0
         self.tracking = shadow_tracking(projection.name)
         # The shadow tables start empty: only accounts evicted from memory have rows to reload.
         self.evicted: set[str] = set()
@@ -96,6 +103,7 @@ class ShadowBuilder:
             await conn.execute(f"DROP TABLE IF EXISTS {table.name}{SHADOW_SUFFIX}")
         await conn.execute(f"DELETE FROM {TRACKING} WHERE projection = $1", self.tracking)
         await ensure_tables(conn, [self.projection], SHADOW_SUFFIX)
+        await conn.execute(f"DELETE FROM {SKIPPED} WHERE projection = $1", self.tracking)
 
     async def build(
         self, reader: asyncpg.Connection, writer: asyncpg.Connection, upto: int, progress: Progress
@@ -103,7 +111,9 @@ class ShadowBuilder:
         """Apply every event up to `upto`, each batch committed with the shadow's position.
 
         Reading the next pages and committing the previous batch overlap with decoding and
-        applying this one.
+        applying this one. A batch holding an event that cannot be applied (or whose commit
+        PostgreSQL refuses for a value) is applied again one event at a time, as the live
+        projector does (`projections/applying.py`), so both skip the same events.
         """
         if self.position >= upto:
             return
@@ -111,41 +121,91 @@ class ShadowBuilder:
             maxsize=DECODED_AHEAD_BATCHES
         )
         producing = asyncio.ensure_future(self._produce(reader, upto, decoded))
-        pending: asyncio.Task[None] | None = None
+        pending: _Commit | None = None
         # Millions of small, acyclic objects: the cyclic collector would rescan the growing
         # state on every generation-2 pass (a third of the time); it runs once at the end.
         gc.disable()
         try:
             while (decoding := await decoded.get()) is not None:
                 logged = await decoding
-                last = logged[-1].position
-                missing = self.state.missing(item.event.originator_id for item in logged)
-                stored = [a for a in missing if a in self.evicted]
-                for account_id in missing:
-                    if account_id not in self.evicted:
-                        self.state.load(account_id, {})
-                if stored:
-                    if pending is not None:
-                        await pending  # the rows to reload may be in it
-                    await load(writer, self.state, stored, SHADOW_SUFFIX)
-                for item in logged:
-                    self.projection.apply(self.state, item.event, item.position)
-                self.projection.finish(self.state)
-                writes = take_writes(self.state)
-                self.evicted.update(self.state.evict(self.cache_accounts))
-                if pending is not None:
-                    await pending  # one writer connection, batches in order
-                pending = asyncio.ensure_future(self._commit(writer, writes, self.position, last))
-                self.position = last
+                try:
+                    writes = await self._apply_in_memory(writer, logged, pending)
+                    committed = pending is None or await pending.done()
+                except Exception as error:
+                    if not cannot_apply(error):
+                        raise
+                    committed = False
+                if committed:
+                    start, self.position = self.position, logged[-1].position
+                    pending = _Commit(
+                        asyncio.ensure_future(self._commit(writer, writes, start, self.position)),
+                        logged,
+                        start,
+                    )
+                else:
+                    await self._apply_singly(writer, pending, logged)
+                    pending = None
                 self.events += len(logged)
                 progress(len(logged))
             await producing
+            if pending is not None and not await pending.done():
+                await self._apply_singly(writer, pending, [])
+            pending = None
         finally:
             gc.enable()
             producing.cancel()
             if pending is not None:
-                await pending
+                with contextlib.suppress(Exception):  # the error in flight is the one to report
+                    await pending.task
             gc.collect()
+
+    async def _apply_in_memory(
+        self, writer: asyncpg.Connection, logged: list[Logged], pending: _Commit | None
+    ) -> Writes:
+        missing = self.state.missing(item.event.originator_id for item in logged)
+        stored = [a for a in missing if a in self.evicted]
+        for account_id in missing:
+            if account_id not in self.evicted:
+                self.state.load(account_id, {})
+        if stored:
+            if pending is not None:
+                await pending.task  # the rows to reload may be in it
+            await load(writer, self.state, stored, SHADOW_SUFFIX)
+        apply_in_memory(self.projection, self.state, logged)
+        writes = take_writes(self.state)
+        self.evicted.update(self.state.evict(self.cache_accounts))
+        return writes
+
+    async def _apply_singly(
+        self, writer: asyncpg.Connection, pending: _Commit | None, logged: list[Logged]
+    ) -> None:
+        """After a batch failed: the state in memory may hold part of it, so it starts again
+        from the stored rows, and the events not committed yet are applied one at a time."""
+        again = list(logged)
+        if pending is not None and not await pending.done():
+            # Its commit was rolled back: its events are applied again, from its start.
+            again = [*pending.logged, *again]
+            self.position = pending.start
+        self._forget_state()
+        if not again:
+            return
+        async with writer.transaction():
+            applied = await apply_singly(
+                writer,
+                self.projection,
+                again,
+                tracking=self.tracking,
+                expected=self.position,
+                suffix=SHADOW_SUFFIX,
+            )
+        self.position = applied.position
+        self.skipped += applied.skipped
+        self.evicted.update(item.event.originator_id for item in again)
+
+    def _forget_state(self) -> None:
+        """Drop the rows in memory: the accounts they belong to are reloaded when needed."""
+        self.evicted.update(self.state.loaded_accounts())
+        self.state = BatchState(self.projection.tables)
 
     async def _produce(
         self,
@@ -173,7 +233,7 @@ class ShadowBuilder:
         if not rows:
             return
         logged = self.log.decode(rows)
-        self.position = await apply_batch(
+        applied = await apply_events(
             conn,
             self.projection,
             self.state,
@@ -182,6 +242,10 @@ class ShadowBuilder:
             expected=self.position,
             suffix=SHADOW_SUFFIX,
         )
+        if applied.skipped:
+            self._forget_state()
+        self.position = applied.position
+        self.skipped += applied.skipped
         self.events += len(logged)
 
     async def _fetch(self, conn: asyncpg.Connection, after: int, upto: int) -> list[asyncpg.Record]:
@@ -192,6 +256,26 @@ class ShadowBuilder:
         async with conn.transaction():
             await advance(conn, self.tracking, start, new)
             await write(conn, writes, SHADOW_SUFFIX)
+
+
+@dataclass
+class _Commit:
+    """A batch's writes being committed while the next batch is applied."""
+
+    task: asyncio.Future[None]
+    logged: list[Logged]
+    # The shadow's position before it.
+    start: int
+
+    async def done(self) -> bool:
+        """Whether it committed; False if PostgreSQL refused a value of it (rolled back)."""
+        try:
+            await self.task
+        except Exception as error:
+            if not cannot_apply(error):
+                raise
+            return False
+        return True
 
 
 async def rebuild(
@@ -229,6 +313,7 @@ async def _rebuild(
                     rebuilt_checksum=rebuilt,
                     live_checksum=live,
                     swapped=True,
+                    skipped=builder.skipped,
                 )
             await _catch_up_live(writer, log, projection, builder.position)
     raise RuntimeError(f"{projection.name}: could not swap in {SWAP_ROUNDS} rounds")
@@ -258,6 +343,13 @@ async def _swap(
                 f"ALTER INDEX {table.name}{SHADOW_SUFFIX}_pkey RENAME TO {table.name}_pkey"
             )
         await conn.execute(f"DELETE FROM {TRACKING} WHERE projection = $1", builder.tracking)
+        # The events the rebuilt model went past are now the live one's.
+        await conn.execute(f"DELETE FROM {SKIPPED} WHERE projection = $1", projection.name)
+        await conn.execute(
+            f"UPDATE {SKIPPED} SET projection = $1 WHERE projection = $2",
+            projection.name,
+            builder.tracking,
+        )
     return rebuilt, current
 
 
@@ -265,7 +357,7 @@ async def _apply_live(
     conn: asyncpg.Connection, log: EventLog, projection: Projection, start: int, upto: int
 ) -> None:
     rows = await log.fetch_range(conn, start, upto)
-    await apply_batch(
+    applied = await apply_events(
         conn,
         projection,
         BatchState(projection.tables),
@@ -273,6 +365,8 @@ async def _apply_live(
         tracking=projection.name,
         expected=start,
     )
+    if applied.skipped:
+        PROJECTION_SKIPPED_EVENTS.labels(projection.name).inc(applied.skipped)
 
 
 async def _catch_up_live(

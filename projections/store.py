@@ -16,10 +16,14 @@ from typing import Any
 import asyncpg
 
 from projections.batch import BatchState, Row
+from projections.event_log import Logged
 from projections.projection import Projection
+from projections.storable import MESSAGE_BYTES, storable_text
 from projections.tables import Table
 
 TRACKING = "rm_tracking"
+# Events a projection could not apply and went past (projections/applying.py).
+SKIPPED = "rm_skipped_events"
 SHADOW_SUFFIX = "__shadow"
 # Serialises schema creation between processes starting at once (CREATE TABLE IF NOT EXISTS
 # races on the catalog otherwise).
@@ -44,14 +48,35 @@ async def ensure_tables(
             "projection text PRIMARY KEY, position bigint NOT NULL, "
             "last_error text, error_at timestamptz, updated_at timestamptz)"
         )
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {SKIPPED} ("
+            "projection text NOT NULL, position bigint NOT NULL, originator_id text NOT NULL, "
+            "originator_version bigint NOT NULL, topic text NOT NULL, error text NOT NULL, "
+            "skipped_at timestamptz NOT NULL, PRIMARY KEY (projection, position))"
+        )
         for projection in projections:
             for table in projection.tables:
                 await conn.execute(table.create_sql(table.name + suffix))
+                await _widen(conn, table, table.name + suffix)
             await conn.execute(
                 f"INSERT INTO {TRACKING} (projection, position, updated_at) "
                 "VALUES ($1, 0, now()) ON CONFLICT (projection) DO NOTHING",
                 projection.name + suffix,
             )
+
+
+async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
+    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite."""
+    current = dict(
+        await conn.fetch(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = $1",
+            name,
+        )
+    )
+    for column, sql_type in table.columns:
+        if sql_type.startswith("numeric") and current.get(column) == "bigint":
+            await conn.execute(f"ALTER TABLE {name} ALTER COLUMN {column} TYPE numeric")
 
 
 async def positions(conn: asyncpg.Connection, names: Sequence[str]) -> dict[str, int]:
@@ -80,8 +105,33 @@ async def record_error(conn: asyncpg.Connection, tracking: str, message: str) ->
     await conn.execute(
         f"UPDATE {TRACKING} SET last_error = $2, error_at = now() WHERE projection = $1",
         tracking,
-        message[:2000],
+        storable_text(message, MESSAGE_BYTES),
     )
+
+
+async def record_skip(
+    conn: asyncpg.Connection, tracking: str, logged: Logged, message: str
+) -> None:
+    """Note that `tracking` went past the event at `logged.position` without applying it."""
+    event = logged.event
+    topic = getattr(event, "topic", None) or f"{type(event).__module__}:{type(event).__qualname__}"
+    await conn.execute(
+        f"INSERT INTO {SKIPPED} (projection, position, originator_id, originator_version, "
+        "topic, error, skipped_at) VALUES ($1, $2, $3, $4, $5, $6, now()) "
+        "ON CONFLICT (projection, position) DO UPDATE SET error = excluded.error, "
+        "skipped_at = excluded.skipped_at",
+        tracking,
+        logged.position,
+        storable_text(str(event.originator_id)),
+        int(event.originator_version),
+        storable_text(str(topic)),
+        storable_text(message, MESSAGE_BYTES),
+    )
+
+
+async def skipped_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch(f"SELECT projection, count(*) FROM {SKIPPED} GROUP BY projection")
+    return {row[0]: row[1] for row in rows}
 
 
 async def load(
@@ -170,6 +220,9 @@ async def _add_counters(
     await conn.execute(
         f"CREATE TEMP TABLE IF NOT EXISTS {delta} (LIKE {table.name}) ON COMMIT DELETE ROWS"
     )
+    # Emptied first as well: a transaction may write several batches (one per event, in
+    # savepoints, when it goes around an event it cannot apply).
+    await conn.execute(f"TRUNCATE {delta}")
     await conn.copy_records_to_table(delta, records=records, columns=table.column_names)
     sets = ", ".join(
         f"{c} = t.{c} + excluded.{c}" if c in table.sums else f"{c} = excluded.{c}"

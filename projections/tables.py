@@ -7,6 +7,11 @@ Three kinds, chosen by how a batch changes them:
 - `append`: one row per fact (transactions); a batch only inserts.
 - `counter`: sums (usage per day, revenue, credits outstanding); a batch adds its deltas with
   `INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n`, so it never reads them.
+
+Integers only. Credits, money and quantities are `numeric` (`EXACT_INT`): exact at any size,
+since sums of many amounts at the domain's maximum pass bigint's 9.2e18 (the read side's pools
+decode them as Python ints, `infra/pg_numeric.py`). Versions, positions and counts of events
+stay `bigint`: the event store's own ids bound them.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ def not_null(sql_type: str) -> str:
 
 TEXT = not_null("text")
 BIGINT = not_null("bigint")
+# An integer of any size, exact (see above).
+EXACT_INT = not_null("numeric")
 BOOL = not_null("boolean")
 TIME = not_null("timestamptz")
 TIME_OR_NULL = "timestamptz"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from domain.account import Account
 from projections.batch import BatchState
 from projections.movements import movements
-from projections.tables import BIGINT, TEXT, TEXT_OR_NULL, TIME, Table
+from projections.tables import BIGINT, EXACT_INT, TEXT, TEXT_OR_NULL, TIME, Table
 
 TRANSACTIONS = Table(
     "rm_transactions",
@@ -22,10 +22,10 @@ TRANSACTIONS = Table(
         ("position", BIGINT),
         ("at", TIME),
         ("kind", TEXT),
-        ("amount", BIGINT),
-        ("delta", BIGINT),
-        ("available_before", BIGINT),
-        ("available_after", BIGINT),
+        ("amount", EXACT_INT),
+        ("delta", EXACT_INT),
+        ("available_before", EXACT_INT),
+        ("available_after", EXACT_INT),
         ("reference", TEXT_OR_NULL),
         ("command_id", TEXT_OR_NULL),
     ),
@@ -34,7 +34,7 @@ TRANSACTIONS = Table(
 HEADS = Table(
     "rm_transaction_heads",
     "account",
-    (("account_id", TEXT), ("credit_type", TEXT), ("available", BIGINT)),
+    (("account_id", TEXT), ("credit_type", TEXT), ("available", EXACT_INT)),
     key=("account_id", "credit_type"),
 )
 

@@ -7,17 +7,18 @@
   So `cost - credits` is what holds reserved but did not spend.
 - `tags`: the action's tags (from the event, or the catalog for holds), so breakdowns such as
   seed 000's AI vs non-AI are one `GROUP BY` away.
-Spends by credit type and amount, without an action, are under action `''`.
+Spends by credit type and amount, without an action, are under action `''`. An event whose
+recorded `day` is not a date counts on its timestamp's UTC day.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 
 from domain.account import Account
 from domain.catalog import Catalog
 from projections.batch import BatchState
-from projections.tables import BIGINT, TAGS, TEXT, TEXT_OR_NULL, Table, not_null
+from projections.tables import EXACT_INT, TAGS, TEXT, TEXT_OR_NULL, Table, not_null
 
 USAGE = Table(
     "rm_usage_daily",
@@ -27,9 +28,9 @@ USAGE = Table(
         ("day", not_null("date")),
         ("action", TEXT),
         ("credit_type", TEXT),
-        ("count", BIGINT),
-        ("credits", BIGINT),
-        ("cost", BIGINT),
+        ("count", EXACT_INT),
+        ("credits", EXACT_INT),
+        ("cost", EXACT_INT),
         ("tags", TAGS),
     ),
     key=("account_id", "day", "action", "credit_type"),
@@ -50,6 +51,14 @@ USAGE_HOLDS = Table(
 )
 
 
+def usage_day(day: str, at: datetime) -> date:
+    """The UTC day an event records; its timestamp's UTC day if what it records is no date."""
+    try:
+        return date.fromisoformat(day)
+    except (TypeError, ValueError):
+        return at.date()  # made UTC by projections/storable.py
+
+
 class UsageProjection:
     name = "usage"
     tables: tuple[Table, ...] = (USAGE, USAGE_HOLDS)
@@ -66,11 +75,12 @@ class UsageProjection:
         match event:
             case Account.Consumed():
                 spent = event.amount
-                key = (event.day, event.action, event.credit_type, event.tags)
+                day = usage_day(event.day, event.timestamp)
+                key = (day, event.action, event.credit_type, event.tags)
                 self._add(state, account_id, key, count=event.quantity, credits=spent, cost=spent)
             case Account.Reserved():
                 tags = self._tags(event.action)
-                key = (event.day, event.action, event.credit_type, tags)
+                key = (usage_day(event.day, event.timestamp), event.action, event.credit_type, tags)
                 self._add(
                     state, account_id, key, count=event.quantity, credits=0, cost=event.amount
                 )
@@ -87,8 +97,7 @@ class UsageProjection:
                 hold = holds.get(account_id, event.hold_id)
                 assert hold is not None, (account_id, event.hold_id)
                 holds.delete(account_id, event.hold_id)
-                day = event.timestamp.date().isoformat()
-                key = (day, hold["action"], hold["credit_type"], hold["tags"])
+                key = (event.timestamp.date(), hold["action"], hold["credit_type"], hold["tags"])
                 self._add(state, account_id, key, count=0, credits=event.amount, cost=0)
             case Account.Released():  # and HoldExpired
                 holds.delete(account_id, event.hold_id)
@@ -101,7 +110,7 @@ class UsageProjection:
     def _add(
         state: BatchState,
         account_id: str,
-        key: tuple[str, str | None, str, list[str]],
+        key: tuple[date, str | None, str, list[str]],
         *,
         count: int,
         credits: int,
@@ -113,7 +122,7 @@ class UsageProjection:
             USAGE.name,
             {
                 "account_id": account_id,
-                "day": date.fromisoformat(day),
+                "day": day,
                 "action": action or "",
                 "credit_type": credit_type,
                 "count": count,

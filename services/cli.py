@@ -60,10 +60,15 @@ def _cmd_projections_status(_: argparse.Namespace, settings: Settings) -> int:
 
     head, rows = asyncio.run(read())
     print(f"event log head: {head}")
-    print(f"{'projection':<24} {'position':>10} {'lag':>10}  last error")
+    print(f"{'projection':<24} {'position':>10} {'lag':>10} {'skipped':>8}  last error")
     for row in rows:
         error = f"{row.error_at:%Y-%m-%d %H:%M:%S} {row.last_error}" if row.last_error else "-"
-        print(f"{row.projection:<24} {row.position:>10} {row.lag_events:>10}  {error}")
+        print(
+            f"{row.projection:<24} {row.position:>10} {row.lag_events:>10} "
+            f"{row.skipped_events:>8}  {error}"
+        )
+    if any(row.skipped_events for row in rows):
+        print("skipped: events a read model went past; see rm_skipped_events (docs/READ_MODELS.md)")
     return 1 if any(row.last_error for row in rows) else 0
 
 
@@ -81,6 +86,8 @@ def _cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> in
         f"{result.projection}: {result.events} events in {result.build_seconds:.1f} s "
         f"({result.events_per_second:,.0f} events/s), position {result.position}"
     )
+    if result.skipped:
+        print(f"{result.skipped} events skipped (see rm_skipped_events)")
     print(f"rebuilt checksum {result.rebuilt_checksum}")
     print(f"live checksum    {result.live_checksum}")
     print(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from infra.kafka_clients import tls_context
 from infra.kafka_probe import broker_answers
 from infra.settings import Settings
 
@@ -33,7 +34,8 @@ async def postgres_health(settings: Settings) -> PartHealth:
 async def kafka_health(settings: Settings) -> PartHealth:
     servers = settings.kafka_bootstrap_servers()
     timeout_seconds = settings.kafka_request_timeout_seconds
+    tls = tls_context(settings)
     for host, port in servers:
-        if await asyncio.to_thread(broker_answers, host, port, timeout_seconds):
+        if await asyncio.to_thread(broker_answers, host, port, timeout_seconds, tls):
             return PartHealth(ok=True, detail=f"{host}:{port}")
     return PartHealth(ok=False, detail=f"no broker answers at {settings.kafka_bootstrap}")

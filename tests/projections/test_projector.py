@@ -6,10 +6,11 @@ import asyncio
 import time
 from typing import Any
 
+import asyncpg
 import pytest
 
 from domain.account import Account
-from infra.metrics import PROJECTION_LAG
+from infra.metrics import PROJECTION_LAG, PROJECTION_SKIPPED_EVENTS
 from projections import ops, queries
 from projections.batch import BatchState
 from projections.projector import Projector, ProjectorConfig
@@ -93,10 +94,15 @@ async def test_a_running_projector_wakes_on_notify_not_on_its_poll(
 
 
 class _Failing:
-    """A projection that cannot apply one kind of event: its error is recorded, others go on."""
+    """A projection that cannot apply the Opened event of accounts named `poison...`, and
+    fails on those named `flaky...` the way a serialization conflict would (retrying helps)."""
 
     name = "failing_test_projection"
     tables: tuple[Any, ...] = ()
+
+    def __init__(self) -> None:
+        # The accounts whose Opened event it applied.
+        self.applied: list[str] = []
 
     def finish(self, state: BatchState) -> None:
         pass
@@ -104,12 +110,13 @@ class _Failing:
     def apply(self, state: BatchState, event: Account.Event, position: int) -> None:
         if isinstance(event, Account.Opened) and event.originator_id.startswith("poison"):
             raise ValueError("cannot project this account")
+        if isinstance(event, Account.Opened) and event.originator_id.startswith("flaky"):
+            raise asyncpg.exceptions.SerializationError("could not serialize access")
+        if isinstance(event, Account.Opened):
+            self.applied.append(event.originator_id)
 
 
-async def test_a_failing_projection_records_its_error_and_the_others_go_on(
-    read_side: ReadSide, pg_ledger: PgLedger
-) -> None:
-    failing = _Failing()
+async def _alongside_balances(read_side: ReadSide, failing: _Failing) -> Projector:
     projections: dict[str, Any] = {"balances": read_side.projections["balances"]}
     projections[failing.name] = failing
     async with read_side.pool.acquire() as conn:
@@ -119,19 +126,69 @@ async def test_a_failing_projection_records_its_error_and_the_others_go_on(
             "WHERE projection = 'balances') WHERE projection = $1",
             failing.name,
         )
-    projector = Projector(read_side.pool, read_side.log, projections)
-    reply = pg_ledger.ok("open_account", pg_ledger.new_account_id("poison"), plan="free")
+    return Projector(read_side.pool, read_side.log, projections)
+
+
+async def _forget(read_side: ReadSide, name: str) -> None:
+    async with read_side.pool.acquire() as conn:
+        await conn.execute("DELETE FROM rm_tracking WHERE projection = $1", name)
+        await conn.execute("DELETE FROM rm_skipped_events WHERE projection = $1", name)
+
+
+async def test_an_event_a_projection_cannot_apply_is_skipped_and_recorded_not_retried(
+    read_side: ReadSide, pg_ledger: PgLedger
+) -> None:
+    await read_side.projector().catch_up()
+    failing = _Failing()
+    projector = await _alongside_balances(read_side, failing)
+    before = pg_ledger.ok("open_account", pg_ledger.new_account_id("good"), plan="free")
+    poison_id = pg_ledger.new_account_id("poison")
+    poison = pg_ledger.ok("open_account", poison_id, plan="free")
+    after_id = pg_ledger.new_account_id("good")
+    after = pg_ledger.ok("open_account", after_id, plan="free")
+    skipped_before = PROJECTION_SKIPPED_EVENTS.labels(failing.name)._value.get()
+    try:
+        most, failures = await projector.step()
+        assert (most > 0, failures) == (True, 0)
+        _, rows = await ops.status(read_side)
+        by_name = {r.projection: r for r in rows}
+        # Past the poison event, with the events around it applied and no error left.
+        assert by_name[failing.name].position >= (after.position or 0)
+        assert by_name[failing.name].last_error is None
+        assert by_name[failing.name].skipped_events == 1
+        assert after_id in failing.applied
+        assert poison_id not in failing.applied
+        async with read_side.pool.acquire() as conn:
+            skipped = await conn.fetch(
+                "SELECT * FROM rm_skipped_events WHERE projection = $1", failing.name
+            )
+        assert [(r["originator_id"], r["originator_version"]) for r in skipped] == [(poison_id, 1)]
+        assert (before.position or 0) < skipped[0]["position"] <= (poison.position or 0)
+        assert "ValueError: cannot project this account" in skipped[0]["error"]
+        assert skipped[0]["topic"].endswith("Account.Opened")
+        assert PROJECTION_SKIPPED_EVENTS.labels(failing.name)._value.get() == skipped_before + 1
+    finally:
+        await _forget(read_side, failing.name)
+
+
+async def test_a_failure_retrying_can_fix_is_recorded_and_retried_not_skipped(
+    read_side: ReadSide, pg_ledger: PgLedger
+) -> None:
+    await read_side.projector().catch_up()
+    failing = _Failing()
+    projector = await _alongside_balances(read_side, failing)
+    reply = pg_ledger.ok("open_account", pg_ledger.new_account_id("flaky"), plan="free")
     try:
         most, failures = await projector.step()
         assert (most > 0, failures) == (True, 1)
         _, rows = await ops.status(read_side)
         by_name = {r.projection: r for r in rows}
         assert by_name["balances"].position >= (reply.position or 0)
-        assert "cannot project this account" in (by_name[failing.name].last_error or "")
+        assert "could not serialize access" in (by_name[failing.name].last_error or "")
         assert by_name[failing.name].position < (reply.position or 0)
+        assert by_name[failing.name].skipped_events == 0
     finally:
-        async with read_side.pool.acquire() as conn:
-            await conn.execute("DELETE FROM rm_tracking WHERE projection = $1", failing.name)
+        await _forget(read_side, failing.name)
 
 
 async def test_a_restarted_projector_resumes_from_its_position(

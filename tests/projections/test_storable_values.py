@@ -1,0 +1,138 @@
+"""What the read models store: any text made storable and kept distinct, any time in UTC, any
+integer exact (`numeric` read and written as int), and old bigint columns widened in place."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.runner import ReadSide
+from projections.storable import FREE_TEXT_BYTES, KEY_TEXT_BYTES, storable_text, storable_time
+from projections.store import ensure_tables
+from projections.usage import UsageProjection
+
+# Every code point, lone surrogates and NUL included.
+any_text = st.text(
+    st.characters(min_codepoint=0, max_codepoint=0x10FFFF, exclude_categories=()), max_size=1500
+)
+bounds = st.sampled_from((KEY_TEXT_BYTES, FREE_TEXT_BYTES))
+
+
+@given(text=any_text, max_bytes=bounds)
+def test_any_text_becomes_storable_within_its_bound_and_stays_so(text: str, max_bytes: int) -> None:
+    stored = storable_text(text, max_bytes)
+    assert "\x00" not in stored
+    assert len(stored.encode()) <= max_bytes  # UTF-8, so no lone surrogate either
+    assert storable_text(stored, max_bytes) == stored
+
+
+@given(text=any_text, max_bytes=bounds)
+def test_text_postgres_can_hold_within_the_bound_is_stored_as_it_is(
+    text: str, max_bytes: int
+) -> None:
+    try:
+        fits = "\x00" not in text and len(text.encode()) <= max_bytes
+    except UnicodeEncodeError:
+        fits = False
+    assert (storable_text(text, max_bytes) == text) == fits
+
+
+@given(first=any_text, second=any_text, max_bytes=bounds)
+def test_distinct_texts_stay_distinct(first: str, second: str, max_bytes: int) -> None:
+    if first != second:
+        assert storable_text(first, max_bytes) != storable_text(second, max_bytes)
+
+
+def test_distinct_texts_that_escape_alike_stay_distinct() -> None:
+    nul, escaped = "pi_\x00", "pi_\\u0000"
+    assert storable_text(nul) != storable_text(escaped) == escaped
+    assert storable_text(nul).startswith(escaped + "#")
+    long = "z" * 10_000
+    assert storable_text(long) != storable_text(long + "z")
+
+
+@given(
+    at=st.datetimes(),
+    offset_minutes=st.integers(-(24 * 60 - 1), 24 * 60 - 1),
+)
+def test_any_time_becomes_utc_or_the_end_of_the_range(at: datetime, offset_minutes: int) -> None:
+    aware = at.replace(tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    stored = storable_time(aware)
+    assert stored.tzinfo is UTC
+    try:
+        expected = aware.astimezone(UTC)
+    except OverflowError:
+        expected = (
+            datetime.max.replace(tzinfo=UTC) if at.year > 1 else datetime.min.replace(tzinfo=UTC)
+        )
+    assert stored == expected
+
+
+@pytest.mark.integration
+async def test_numeric_columns_read_and_write_exact_ints_of_any_size(read_side: ReadSide) -> None:
+    async with read_side.pool.acquire() as conn:
+
+        @settings(
+            max_examples=300,
+            deadline=None,
+            suppress_health_check=[HealthCheck.function_scoped_fixture],
+            database=None,
+        )
+        @given(
+            value=st.one_of(
+                st.integers(),
+                st.integers(-(10**4000), 10**4000),
+                st.sampled_from((0, 1, -1, 9_999, 10_000, 2**63 - 1, 2**63, -(2**63) - 1)),
+            )
+        )
+        def round_trip(value: int) -> None:
+            ints.append(value)
+
+        ints: list[int] = []
+        round_trip()
+        for value in ints:
+            text = await conn.fetchval("SELECT $1::numeric::text", value)
+            assert text == str(value)
+            back = await conn.fetchval("SELECT $1::text::numeric", str(value))
+            assert (back, type(back)) == (value, int)
+        for text in ("1.5", "-0.0001", "10000.00", "12345678901234567890.000000000001", "NaN"):
+            back = await conn.fetchval("SELECT $1::text::numeric", text)
+            assert isinstance(back, Decimal)
+            assert str(back) == str(Decimal(text)) or (back.is_nan() and text == "NaN")
+            assert await conn.fetchval("SELECT $1::numeric::text", Decimal(text)) == text
+
+
+@pytest.mark.integration
+async def test_bigint_columns_of_an_older_schema_are_widened_to_numeric(
+    read_side: ReadSide,
+) -> None:
+    usage = UsageProjection(read_side.catalog)
+    table = next(t for t in usage.tables if t.name == "rm_usage_daily")
+    old = "test_widen"
+    async with read_side.pool.acquire() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {table.name}{old}")
+        await conn.execute(table.create_sql(table.name + old).replace("numeric", "bigint"))
+        await conn.execute(
+            f"INSERT INTO {table.name}{old} VALUES ('a', '2024-02-29', 'x', 'credits', "
+            f"{2**63 - 1}, 2, 3, '{{}}')"
+        )
+        await ensure_tables(conn, [usage], old)
+        types = dict(
+            await conn.fetch(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = $1",
+                table.name + old,
+            )
+        )
+        assert {c: types[c] for c in ("count", "credits", "cost")} == dict.fromkeys(
+            ("count", "credits", "cost"), "numeric"
+        )
+        await conn.execute(f"UPDATE {table.name}{old} SET count = count + 1")
+        assert await conn.fetchval(f"SELECT count FROM {table.name}{old}") == 2**63
+        for t in usage.tables:
+            await conn.execute(f"DROP TABLE {t.name}{old}")
+        await conn.execute("DELETE FROM rm_tracking WHERE projection = $1", usage.name + old)
