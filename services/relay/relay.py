@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 import structlog
@@ -45,6 +46,8 @@ from services.relay.cloud_events import CONTENT_TYPE, cloud_event, encode
 
 log = structlog.get_logger("credits.relay")
 
+T = TypeVar("T")
+
 COMPONENT = "relay"
 FOLLOWER_NAME = "relay:credits.events"
 # Any fixed 64-bit number works; this one is "credits" in ASCII, so it is easy to recognise in
@@ -59,6 +62,7 @@ MAX_RECORD_BATCH_BYTES = 512 * 1024
 MIN_IDLE_POLL_SECONDS = 0.005
 MAX_IDLE_POLL_SECONDS = 0.25
 STANDBY_RETRY_SECONDS = 2.0
+LOCK_CLOSE_SECONDS = 1.0
 # A producer still holding records after this many seconds is closed without them.
 PRODUCER_STOP_SECONDS = 1.5
 # Kernel-level bounds on the lock connection: a server that vanished without closing it (a
@@ -91,6 +95,9 @@ class OutboxRelay:
         # A batch not acknowledged in this time is published again, on a fresh producer.
         self.ack_timeout_seconds = settings.kafka_request_timeout_seconds
         self._lock: psycopg.Connection[tuple[object, ...]] | None = None
+        # The lock connection is used from this one thread only: a stop that abandons a call
+        # on it cannot close it under that call.
+        self._lock_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-lock")
         self._producer: AIOKafkaProducer | None = None
         # Set when a publish failed: its producer may still hold part of the batch.
         self._producer_failed = False
@@ -138,12 +145,12 @@ class OutboxRelay:
         if self._lock is not None:
             try:
                 # The lock lives as long as its connection: check it before publishing anything.
-                await asyncio.to_thread(self._lock.execute, "SELECT 1")
+                await self._on_lock_thread(self._lock.execute, "SELECT 1")
                 return True
             except psycopg.Error:
                 self._drop_lock()
                 raise
-        self._lock = await asyncio.to_thread(self._try_lock)
+        self._lock = await self._on_lock_thread(self._try_lock)
         if self._lock is None:
             return False
         try:
@@ -176,12 +183,16 @@ class OutboxRelay:
         return conn
 
     def _drop_lock(self) -> None:
+        """After a failed call on the lock connection (none is running on it, then)."""
         if self.state.active:
             log.warning("relay lock lost with its connection; not publishing until held again")
         self.state.active = False
         lock, self._lock = self._lock, None
         if lock is not None:
             lock.close()  # does not wait on the server: a closed socket at most
+
+    async def _on_lock_thread(self, call: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._lock_thread, call, *args)
 
     async def publish(self, batch: Sequence[Notification]) -> None:
         producer = await self._started_producer()
@@ -251,7 +262,14 @@ class OutboxRelay:
             await asyncio.to_thread(self.recorder.drop_broken_connections)
 
     async def _close(self) -> None:
-        self._drop_lock()
+        self.state.active = False
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            # After whatever a stop abandoned on it; not waited for long (the process may be
+            # ending: closing the connection gives the lock up anyway).
+            closing = asyncio.ensure_future(self._on_lock_thread(lock.close))
+            await asyncio.wait({closing}, timeout=LOCK_CLOSE_SECONDS)
+        self._lock_thread.shutdown(wait=False)
         if self._producer is not None:
             producer, self._producer = self._producer, None
             await stop_producer(producer, within_seconds=PRODUCER_STOP_SECONDS)

@@ -17,10 +17,6 @@ from typing import Any
 
 from infra.settings import PROJECT_DIR, Settings
 
-# How long a started process may take to say its components are ready (imports and connects
-# on two busy cores), and how long the tests wait for anything else of theirs.
-START_TIMEOUT_SECONDS = 60.0
-
 
 def component_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment `credits run` reads its settings from: the private stack's servers,
@@ -116,12 +112,3 @@ class ComponentProcess:
             self.process.kill()
             self.process.wait(timeout=30)
         self._log_file.close()
-
-
-def wait_until(condition: Any, what: str, timeout_seconds: float = START_TIMEOUT_SECONDS) -> None:
-    """Polls `condition()` until true; a bound so that a broken feature fails, not hangs."""
-    deadline = time.monotonic() + timeout_seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_seconds:.0f} s: {what}")
-        time.sleep(0.2)

@@ -12,11 +12,14 @@ speed is for the closing note, not for a test on a shared machine).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiokafka.errors import KafkaError
 
+from infra.kafka_topics import delete_topics
 from infra.settings import Topic
 from tests.databases import fresh_database
 from tests.faults.outage_checks import (
@@ -55,6 +58,9 @@ async def outage_run(private_stack: PrivateStack, tmp_path: Path) -> AsyncIterat
         finally:
             for process in run.processes.values():
                 process.kill()
+            # The private broker keeps its data between runs: its topics must not pile up.
+            with contextlib.suppress(KafkaError, OSError):
+                await delete_topics(run.settings, run.settings.all_topics())
 
 
 async def test_postgres_stopped_for_20_then_90_seconds(
