@@ -26,6 +26,12 @@ def fault_report() -> list[str]:
     return MEASURED
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fault tests run last: they take minutes, and tests whose inputs carry a time (signed
+    webhooks, five minutes' tolerance) must not wait behind them."""
+    items.sort(key=lambda item: item.get_closest_marker("faults") is not None)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if MEASURED:
         terminalreporter.section("fault tests: measured")

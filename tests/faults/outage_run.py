@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -21,6 +22,7 @@ import psycopg
 
 from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
+from infra.retry import Backoff, retry
 from tests.faults.command_load import CommandLoad
 from tests.faults.component_process import ComponentProcess, free_port
 from tests.faults.direct_writer import DirectWriter
@@ -106,13 +108,25 @@ class OutageRun:
         outage = Outage("PostgreSQL", seconds, time.time())
         await asyncio.to_thread(self.stack.stop_postgres_immediately)
         await asyncio.sleep(seconds)
-        starting = asyncio.create_task(asyncio.to_thread(self.stack.start_postgres))
+        starting = asyncio.create_task(self._start_postgres())
         dsn = self.settings.pg_dsn()
         outage.back_at = await _first_success(lambda: _postgres_answers(dsn))
         await starting
         await self._recovered(outage)
         await asyncio.sleep(STEADY_SECONDS)
         return outage
+
+    async def _start_postgres(self) -> None:
+        """`postgres.sh up`, again if it fails: the private server's port is in the kernel's
+        ephemeral range (32768-60999), so a client connecting to it while it is down may be
+        given that very port as its own (a TCP self-connect), and the server cannot bind it
+        until that socket closes."""
+        await retry(
+            lambda: asyncio.to_thread(self.stack.start_postgres),
+            doing="starting the private PostgreSQL",
+            retry_on=(subprocess.CalledProcessError,),
+            backoff=Backoff(first_seconds=1.0, max_seconds=5.0, max_attempts=10),
+        )
 
     async def kafka_outage(self, seconds: int) -> Outage:
         outage = Outage("Kafka", seconds, time.time())
