@@ -65,10 +65,12 @@ class Outage:
         ledger's (the load's) if its readiness said it was affected."""
         parts = []
         for component, seconds in self.recovered.items():
+            lines = self.log_lines.get(component)
+            logged = "" if lines is None else f" ({lines} log lines)"
             if seconds is not None:
-                parts.append(f"{component} {seconds:.1f} s")
+                parts.append(f"{component} {seconds:.1f} s{logged}")
             elif component in WATCHED:
-                parts.append(f"{component} not affected")
+                parts.append(f"{component} not affected{logged}")
         parts += [f"{component} not back" for component in sorted(self.not_back)]
         return f"{self.name} outage, seconds to recover: " + ", ".join(parts)
 

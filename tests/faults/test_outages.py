@@ -45,7 +45,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.integration]
 
 # An outage may not make a component log more than this: a line per state change and per
 # retry helper transition, not one per attempt (an 80 s outage used to fill the log).
-MAX_LOG_LINES_PER_OUTAGE = 12
+MAX_LOG_LINES_PER_OUTAGE = 20
 
 
 @pytest.fixture
