@@ -20,6 +20,7 @@ from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
     IntegrityError,
+    Notification,
     OperationalError,
     PersistenceError,
     ProcessRecorder,
@@ -331,6 +332,16 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             )
         super()._insert_events(curs, stored_events, **kwargs)
 
+    def select_notifications_once(self, start: int, limit: int) -> Sequence[Notification]:
+        """`select_notifications` in one attempt, for followers that retry by themselves.
+
+        The library's own retry (10 attempts, each waiting up to the connect timeout for a
+        pooled connection) holds the calling thread for ~50 s while the database is down:
+        the follower could neither say it is not ready nor stop meanwhile.
+        """
+        select: Any = super().select_notifications
+        return cast(Sequence[Notification], select.__wrapped__(self, start, limit))
+
     def drop_broken_connections(self) -> None:
         """After a database error: the pool's idle connections are tested, broken ones replaced.
 
@@ -551,6 +562,12 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
             conn.prepare_threshold = _ONLY_WHEN_ASKED
 
         pool._configure = configure_connection
+        # psycopg_pool replaces a lost connection in the background, waiting 1 s, 2 s, 4 s, ...
+        # between attempts for up to `reconnect_timeout` (5 minutes by default): after a
+        # 90 s outage its next attempt could be a minute away, and callers wait for it. Given
+        # up sooner, the pool shrinks instead, and the next caller that needs a connection
+        # makes one at once: back within a retry pause of the server.
+        self.datastore.pool.reconnect_timeout = POOL_RECONNECT_TIMEOUT_SECONDS
 
     # Components starting together on a fresh database (`credits run all`, or several
     # processes) would race on `CREATE TABLE IF NOT EXISTS`, which is not safe concurrently
@@ -582,6 +599,9 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
 
 # A run count no statement reaches: psycopg never prepares by count (see the factory).
 _ONLY_WHEN_ASKED = 2**31 - 1
+
+POOL_RECONNECT_TIMEOUT_SECONDS = 5.0
+
 # Any fixed number: the key of the session lock table creators take turns with.
 _CREATE_TABLES_LOCK = 0x63726564_74626C73  # "cred" "tbls"
 

@@ -82,18 +82,31 @@ class LedgerApplication(Application[str]):
                 found[account_id] = cast(Account, repository.cache.get(account_id))
             except KeyError:
                 missing.append(account_id)
+        for account_id, account in self.stored_accounts(missing).items():
+            found[account_id] = account
+            repository.cache.put(account_id, account)
+        return found
+
+    def stored_accounts(self, account_ids: Collection[str]) -> dict[str, Account]:
+        """Accounts as stored (latest snapshot, then the events after it); unknown ids absent.
+
+        One round trip per table for all of them, and one attempt: no cache, and none of the
+        library's retries (which hold the caller for ~50 s while the database is down).
+        """
+        recorder = self.recorder
+        assert isinstance(recorder, CreditsPostgresRecorder), "reads streams in PostgreSQL"
         snapshots = None
         if self.snapshots is not None:
             snapshot_recorder = self.snapshots.recorder
             assert isinstance(snapshot_recorder, PostgresAggregateRecorder)
             snapshots = snapshot_recorder.events_table_name
-        for account_id, stream in recorder.select_streams(missing, snapshots).items():
+        found: dict[str, Account] = {}
+        for account_id, stream in recorder.select_streams(list(account_ids), snapshots).items():
             account: Any = None
             for stored in stream:
                 event: Any = self.mapper.to_domain_event(stored)
                 account = event.mutate(account)
             found[account_id] = account
-            repository.cache.put(account_id, account)
         return found
 
     def forget(self, account_ids: Iterable[str]) -> None:

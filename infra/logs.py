@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
 
@@ -42,5 +43,44 @@ def configure_logging(level: str, log_format: str) -> None:
     faststream.handlers[:] = []
     faststream.propagate = True
     faststream.setLevel(logging.NOTSET)  # and obey CREDITS_LOG_LEVEL like every other logger
-    # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+    # Client libraries log every attempt while a server is away (aiokafka each reconnect and
+    # each retried request, psycopg_pool and asyncpg's pool each connection they fail to
+    # replace): hundreds of lines a minute. Each of their messages is let through once in a
+    # while; the components log the outage itself once, as a change of their readiness.
+    handler.addFilter(OncePerWindow(LIBRARY_LOGGERS, LIBRARY_REPEAT_SECONDS))
+
+
+# Loggers of client libraries whose repeated messages are thinned out, and how often one of
+# their messages may repeat.
+LIBRARY_LOGGERS = ("aiokafka", "psycopg", "asyncpg")
+LIBRARY_REPEAT_SECONDS = 300.0
+# A bound on the messages remembered (templates, not formatted lines: there are few).
+MAX_REMEMBERED_MESSAGES = 1000
+
+
+class OncePerWindow(logging.Filter):
+    """Lets a message of the given loggers through once per `window_seconds`.
+
+    Messages are told apart by logger and template (`record.msg` before its arguments are
+    filled in), so "Unable connect to node %s" repeats are one message whatever the node.
+    """
+
+    def __init__(self, loggers: tuple[str, ...], window_seconds: float) -> None:
+        super().__init__()
+        self.loggers = loggers
+        self.window_seconds = window_seconds
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.split(".")[0] not in self.loggers:
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.window_seconds:
+            return False
+        if len(self._last) >= MAX_REMEMBERED_MESSAGES:
+            self._last.clear()
+        self._last[key] = now
+        return True

@@ -22,6 +22,13 @@ DLQ_MESSAGES = Counter(
     ["code"],
     registry=REGISTRY,
 )
+COMPONENT_READY = Gauge(
+    "credits_component_ready",
+    "1 while a component of this process can do its work, 0 while it cannot (an outage, a "
+    "halt, starting or stopped); the reason is in /readyz and the log.",
+    ["component"],
+    registry=REGISTRY,
+)
 PROJECTION_LAG = Gauge(
     "credits_projection_lag_events",
     "Events in the store not yet applied to a read model (max notification id - position).",

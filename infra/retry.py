@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 
@@ -117,3 +117,33 @@ async def _pause(seconds: float, stop: asyncio.Event | None, doing: str) -> None
         await asyncio.wait_for(stop.wait(), timeout=seconds)
     if stop.is_set():
         raise Stopped(doing)
+
+
+async def until_stopped(work: Awaitable[T], stop: asyncio.Event, doing: str) -> T:
+    """`await work`, unless `stop` is set first: then `work` is cancelled and `Stopped` raised.
+
+    For an attempt that may wait as long as an outage lasts (acknowledgements from a broker
+    that is down, a pooled connection): a stop must not wait for it. Whatever the attempt left
+    undone stays undone (a batch not acknowledged is published again, an offset not saved is
+    read again).
+    """
+    working = asyncio.ensure_future(work)
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({working, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        working.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if working.done():
+        return working.result()
+    # Not awaited: work that ignores its cancellation (a thread) must not hold up the stop.
+    working.add_done_callback(_consume_outcome)
+    working.cancel()
+    raise Stopped(doing)
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved, so asyncio does not report it as never retrieved

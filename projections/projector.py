@@ -2,10 +2,12 @@
 
 It wakes on the recorder's NOTIFY (LISTEN on the events table's channel), and polls every
 `poll_seconds` as well, in case a notification is missed (they are not queued while the
-listener reconnects). Each projection is applied in its own transaction per batch, so one
-failing projection (its error recorded in `rm_tracking`) does not hold the others back. An
-event a projection cannot apply is skipped and recorded (`projections/applying.py`), never
-retried for ever.
+listener reconnects). A database outage is retried with infra/retry.py for as long as it lasts:
+not ready meanwhile, back within a retry pause of the server.
+
+Each projection is applied in its own transaction per batch, so one failing projection (its
+error recorded in `rm_tracking`) does not hold the others back. An event a projection cannot
+apply is skipped and recorded (`projections/applying.py`), never retried for ever.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ import asyncpg
 import structlog
 
 from infra.metrics import PROJECTION_LAG, PROJECTION_POSITION, PROJECTION_SKIPPED_EVENTS
+from infra.outages import ASYNCPG_OUTAGE
 from infra.readiness import READINESS
+from infra.retry import Stopped, retry, until_stopped
 from projections.applying import apply_events
 from projections.batch import BatchState
 from projections.event_log import EventLog, Logged
@@ -29,6 +33,8 @@ log = structlog.get_logger("credits.projector")
 
 # A failing pass waits before the next, doubling up to this: a poison event is retried, slowly.
 MAX_BACKOFF_SECONDS = 30.0
+LISTEN_CONNECT_SECONDS = 5.0
+LISTENER_CLOSE_SECONDS = 2.0
 COMPONENT = "projector"
 
 
@@ -58,6 +64,7 @@ class Projector:
         self.log = log
         self.projections = projections
         self.config = config or ProjectorConfig()
+        self._listener: asyncpg.Connection | None = None
 
     async def step(self) -> tuple[int, int]:
         """One batch for every projection that is behind: (most events read, failures)."""
@@ -85,18 +92,22 @@ class Projector:
         raise RuntimeError(f"not caught up after {max_batches} batches")
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Follows the event store until `stop`. A lost connection (the database restarting,
+        a pooled or LISTEN connection it closed) is retried for as long as it takes, not ready
+        meanwhile; every pass opens what it needs again, so nothing stale survives an outage."""
         notified = asyncio.Event()
         READINESS.register(COMPONENT)
-        listener = await self._listen(notified)
         backoff_seconds = 0.0
         try:
             while not stop.is_set():
-                try:
-                    most, failures = await self.step()
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-                    log.warning("projector pass failed", error=str(error))
-                    READINESS.report(COMPONENT, ready=False, detail=str(error))
-                    most, failures = 0, 1
+                most, failures = await retry(
+                    lambda: until_stopped(self._pass(notified), stop, "projecting events"),
+                    doing="projecting events",
+                    retry_on=ASYNCPG_OUTAGE,
+                    stop=stop,
+                    on_state=READINESS.reporter(COMPONENT),
+                    before_retry=self._drop_connections,
+                )
                 if failures and not most:
                     backoff_seconds = min(max(backoff_seconds * 2, 0.1), MAX_BACKOFF_SECONDS)
                     await _wait(stop, backoff_seconds)
@@ -109,11 +120,37 @@ class Projector:
                 if notified.is_set():
                     notified.clear()
                     await _wait(stop, self.config.linger_seconds)
+        except Stopped:
+            pass
         finally:
             READINESS.report(COMPONENT, ready=False, detail="stopped")
-            if listener is not None:
-                with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                    await listener.close(timeout=5)
+            await self._close_listener()
+
+    async def _pass(self, notified: asyncio.Event) -> tuple[int, int]:
+        """One step, LISTENing first if the listener is gone: (most events read, failures)."""
+        if self.listen_dsn is not None and (self._listener is None or self._listener.is_closed()):
+            self._listener = await self._listen(self.listen_dsn, notified)
+        try:
+            return await self.step()
+        except ASYNCPG_OUTAGE:
+            raise
+        except asyncpg.PostgresError as error:
+            # Not an outage: a statement failed (a rebuild swapping tables, say). Retried, slowly.
+            log.warning("projector pass failed", error=str(error))
+            READINESS.report(COMPONENT, ready=False, detail=str(error))
+            return 0, 1
+
+    async def _drop_connections(self) -> None:
+        """Before a retry: connections the server closed must not be handed out again."""
+        await self._close_listener()
+        await self.pool.expire_connections()
+
+    async def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None and not listener.is_closed():
+            with contextlib.suppress(*ASYNCPG_OUTAGE):
+                await listener.close(timeout=LISTENER_CLOSE_SECONDS)
+            listener.terminate()  # if close timed out; a no-op once closed
 
     async def _apply(
         self, conn: asyncpg.Connection, name: str, start: int, logged: list[Logged]
@@ -135,8 +172,8 @@ class Projector:
         except PositionMoved:
             # A rebuild swapped it in, or another projector ran it: the next pass rereads.
             return True
-        except (asyncpg.InterfaceError, OSError):
-            raise  # the connection is gone: the pass fails as a whole
+        except ASYNCPG_OUTAGE:
+            raise  # the connection is gone: the pass fails as a whole, and is retried
         except Exception as error:
             message = f"{type(error).__name__}: {error}"
             log.error("projection failed", projection=name, after=start, error=message)
@@ -150,18 +187,20 @@ class Projector:
             PROJECTION_POSITION.labels(name).set(position)
             PROJECTION_LAG.labels(name).set(max(end - position, 0))
 
-    async def _listen(self, notified: asyncio.Event) -> asyncpg.Connection | None:
+    async def _listen(self, dsn: str, notified: asyncio.Event) -> asyncpg.Connection:
+        """A connection of its own that LISTENs; its loss wakes the loop at once, which then
+        notices the outage (rather than after a poll interval)."""
+
         def wake(*_: object) -> None:
             notified.set()
 
-        if self.listen_dsn is None:
-            return None
+        conn = await asyncpg.connect(dsn, timeout=LISTEN_CONNECT_SECONDS)
         try:
-            conn = await asyncpg.connect(self.listen_dsn)
             await conn.add_listener(self.log.channel, wake)
-        except (OSError, asyncpg.PostgresError) as error:
-            log.warning("LISTEN failed; polling only", error=str(error))
-            return None
+        except BaseException:
+            conn.terminate()
+            raise
+        conn.add_termination_listener(wake)
         return conn
 
 

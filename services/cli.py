@@ -30,7 +30,7 @@ from services.client.client import DEFAULT_TIMEOUT_SECONDS
 from services.client.demo import DEMO_CATALOG_VERSION, SCENARIO, DemoRun, Outcome, run_demo
 from services.client.errors import CommandTimeout, InvalidCommand
 from services.payments.purchases import Payment, PaymentState, PostgresPurchases
-from services.runner import COMPONENTS, run_components
+from services.runner import COMPONENTS, run_process
 
 # `credits send` and `credits demo` are clients of the ledger like any producer service.
 CLI_CLIENT_ID = "credits-cli"
@@ -38,8 +38,7 @@ CLI_CLIENT_ID = "credits-cli"
 
 def _cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     names = list(COMPONENTS) if args.component == "all" else [args.component]
-    asyncio.run(run_components(names, settings))
-    return 0
+    return run_process(names, settings)
 
 
 def _cmd_topics_create(_: argparse.Namespace, settings: Settings) -> int:

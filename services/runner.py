@@ -1,16 +1,29 @@
-"""Runs service components in one process until SIGINT or SIGTERM, then stops them cleanly.
+"""Runs service components in one process until SIGINT or SIGTERM, then stops them in bounded time.
 
 A component is `async def (settings, stop) -> None` that returns once `stop` is set. Production
 runs one component per process (`credits run api`); development runs them all (`credits run all`).
+
+Stops are bounded whatever a component does, so an orchestrator's SIGTERM is enough (its kill
+after 10 s never needed): each component has `SHUTDOWN_GRACE_SECONDS` to return, is then
+cancelled, and `credits run` ends the process `HARD_STOP_SECONDS` after the stop began even if
+something still runs (a thread blocked in a client library, a component ignoring both).
+
+Outages do not end a component: components retry lost connections themselves (infra/retry.py),
+and one that ends on an outage error anyway is started again here, with the same backoff, so
+`credits run all` keeps running through an outage. Any other error stops the process: a
+half-running service is worse than none.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Coroutine
+from types import FrameType
 from typing import Any
 
 import structlog
@@ -19,6 +32,9 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.gc_pacing import pace_garbage_collection
 from infra.ledger_application import LedgerApplication
+from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
+from infra.readiness import READINESS
+from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings
 from projections.runner import run_projector
 from services.api.server import run_api
@@ -32,8 +48,20 @@ Component = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 log = structlog.get_logger("credits.runner")
 
-# A component that does not stop within this after the signal is cancelled.
-SHUTDOWN_GRACE_SECONDS = 20.0
+# A component that does not stop within this after the signal is cancelled...
+SHUTDOWN_GRACE_SECONDS = 6.0
+# ... and has this much longer to end once cancelled.
+CANCEL_GRACE_SECONDS = 1.0
+# `credits run` ends the process this long after the stop began, whatever still runs: within
+# 10 s of SIGTERM, with room for the exit itself on a busy host.
+HARD_STOP_SECONDS = 8.5
+# The exit status when it had to (EX_SOFTWARE: a component did not stop as it should).
+HARD_STOP_EXIT_STATUS = 70
+# What a component may end on without stopping the process: it is started again.
+OUTAGE_ERRORS = (*POSTGRES_OUTAGE, *ASYNCPG_OUTAGE, *KAFKA_OUTAGE)
+
+# Components of this process not yet ended (for the log line of a hard stop).
+_RUNNING: set[str] = set()
 
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
@@ -114,7 +142,9 @@ def _tell_to_stop(started: asyncio.Future[tuple[asyncio.AbstractEventLoop, async
 
 
 async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
-    app = LedgerApplication(env=event_store_env(settings))
+    app = await _open_event_store(settings, stop, "relay")
+    if app is None:
+        return
     try:
         await OutboxRelay(settings, app).run(stop)
     finally:
@@ -122,11 +152,34 @@ async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
-    app = LedgerApplication(env=event_store_env(settings))
+    app = await _open_event_store(settings, stop, "scheduler")
+    if app is None:
+        return
     try:
         await Scheduler(settings, app, SystemClock()).run(stop)
     finally:
         app.close()
+
+
+async def _open_event_store(
+    settings: Settings, stop: asyncio.Event, component: str
+) -> LedgerApplication | None:
+    """The ledger application, once PostgreSQL answers (None: stopped before it did)."""
+    READINESS.register(component)
+    doing = f"{component}: opening the event store"
+    try:
+        return await retry(
+            lambda: until_stopped(
+                asyncio.to_thread(LedgerApplication, env=event_store_env(settings)), stop, doing
+            ),
+            doing=doing,
+            retry_on=POSTGRES_OUTAGE,
+            stop=stop,
+            on_state=READINESS.reporter(component),
+        )
+    except Stopped:
+        READINESS.report(component, ready=False, detail="stopped")
+        return None
 
 
 COMPONENTS: dict[str, Component] = {
@@ -139,27 +192,122 @@ COMPONENTS: dict[str, Component] = {
 }
 
 
-async def run_components(names: list[str], settings: Settings) -> None:
+def run_process(names: list[str], settings: Settings) -> int:
+    """`credits run`: the components until a signal, then a bounded stop of the process."""
+    hard_stop = _HardStop()
+    asyncio.run(run_components(names, settings, on_stop=hard_stop.arm))
+    # Interpreter exit still joins threads (a blocked `asyncio.to_thread` call, the ledger's
+    # loop): the armed hard stop bounds that too.
+    return 0
+
+
+async def run_components(
+    names: list[str], settings: Settings, *, on_stop: Callable[[], None] | None = None
+) -> None:
+    """Runs the named components until SIGINT or SIGTERM (or one fails), then stops them.
+
+    `on_stop` is called once when stopping begins, from the signal handler itself: it runs
+    even while a component keeps the event loop busy.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    stopping = _Stopping(loop, stop, on_stop)
     signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+    # signal.signal rather than loop.add_signal_handler: the handler runs in the main thread as
+    # soon as Python code runs there, even if the loop is blocked, so the hard stop is armed.
+    previous = {sig: signal.signal(sig, stopping.on_signal) for sig in signals}
     try:
-        await _run_until_stopped(names, settings, stop)
+        await _run_until_stopped(names, settings, stopping)
     finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
-async def _run_until_stopped(names: list[str], settings: Settings, stop: asyncio.Event) -> None:
+class _Stopping:
+    """The stop of one run: set once, by a signal or a failing component."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        stop: asyncio.Event,
+        on_stop: Callable[[], None] | None,
+    ) -> None:
+        self.loop = loop
+        self.stop = stop
+        self._on_stop = on_stop
+        # Plain values: signal handlers run in the main thread, between two bytecodes of it.
+        self._begun = False
+        self._signals = 0
+
+    def on_signal(self, signum: int, _: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            # A second Ctrl-C or SIGTERM: whoever sends it does not want to wait.
+            _exit_now("second signal", HARD_STOP_EXIT_STATUS)
+        self.begin()
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(self.stop.set)
+
+    def begin(self) -> None:
+        if self._begun:
+            return
+        self._begun = True
+        if self._on_stop is not None:
+            self._on_stop()
+
+
+class _HardStop:
+    """Ends the process `HARD_STOP_SECONDS` after it is armed, whatever still runs."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+        self._lock = threading.Lock()
+
+    def arm(self) -> None:
+        with self._lock:
+            if self._timer is not None:
+                return
+            self._timer = threading.Timer(HARD_STOP_SECONDS, self._expire)
+            self._timer.daemon = True  # an exit that comes sooner does not wait for it
+            self._timer.start()
+
+    def _expire(self) -> None:
+        _exit_now(f"not stopped {HARD_STOP_SECONDS} s after the stop began", HARD_STOP_EXIT_STATUS)
+
+
+def _exit_now(reason: str, status: int) -> None:
+    main = threading.main_thread()
+    still = sorted(
+        t.name
+        for t in threading.enumerate()
+        if t is not main and t is not threading.current_thread() and not t.daemon
+    )
+    log.error("ending the process", reason=reason, running=_RUNNING.copy(), threads=still)
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(status)
+
+
+async def _run_until_stopped(names: list[str], settings: Settings, stopping: _Stopping) -> None:
+    stop = stopping.stop
     log.info("starting", components=names)
-    tasks: set[asyncio.Task[None]] = {
-        asyncio.create_task(COMPONENTS[name](settings, stop), name=name) for name in names
-    }
-    # One component failing stops the others: a half-running service is worse than none.
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    tasks: set[asyncio.Task[None]] = set()
+    for name in names:
+        task = asyncio.create_task(_supervised(name, settings, stop), name=name)
+        _RUNNING.add(name)
+        task.add_done_callback(lambda done: _RUNNING.discard(done.get_name()))
+        tasks.add(task)
+    # Until a signal, or one component failing (which stops the others: a half-running service
+    # is worse than none), or every component returning.
+    ended = asyncio.ensure_future(asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION))
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    ended.cancel()
+    stopped.cancel()
+    stopping.begin()
     stop.set()
+    pending = {task for task in tasks if not task.done()}
     if pending:
         _, late = await asyncio.wait(pending, timeout=SHUTDOWN_GRACE_SECONDS)
         for task in late:
@@ -167,8 +315,12 @@ async def _run_until_stopped(names: list[str], settings: Settings, stop: asyncio
                 "cancelling a component that did not stop in time", component=task.get_name()
             )
             task.cancel()
+        if late:
+            await asyncio.wait(late, timeout=CANCEL_GRACE_SECONDS)
     log.info("stopped", components=names)
-    for task in done:
+    for task in tasks:
+        if not task.done():
+            continue  # ignored its cancel too: the hard stop ends it with the process
         # A client library may end its own task cancelled while closing (aiokafka does when a
         # broker is gone): stopped, not failed.
         if task.cancelled():
@@ -177,3 +329,15 @@ async def _run_until_stopped(names: list[str], settings: Settings, stop: asyncio
         error = task.exception()
         if error is not None:
             raise error
+
+
+async def _supervised(name: str, settings: Settings, stop: asyncio.Event) -> None:
+    """The component until `stop`; started again when it ends on an outage error."""
+    component = COMPONENTS[name]
+    with contextlib.suppress(Stopped):
+        await retry(
+            lambda: component(settings, stop),
+            doing=f"running {name} (ended on an outage error)",
+            retry_on=OUTAGE_ERRORS,
+            stop=stop,
+        )

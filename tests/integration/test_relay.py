@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
+from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger.service import LedgerService, SystemClock
-from services.relay.relay import OutboxRelay
+from services.relay.relay import ADVISORY_LOCK_KEY, OutboxRelay
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient
 
@@ -42,12 +44,12 @@ async def own(settings: Settings, pg_database: str) -> AsyncIterator[Settings]:
         await delete_topics(mine, mine.all_topics())
 
 
-def write_history(settings: Settings, accounts: int, spends: int) -> int:
+def write_history(settings: Settings, accounts: int, spends: int, prefix: str = "relay") -> int:
     app = LedgerApplication(env=event_store_env(settings))
     service = LedgerService(app, DEMO, SystemClock())
     commands: list[dict[str, Any]] = []
     for n in range(accounts):
-        account = f"relay-{n}"
+        account = f"{prefix}-{n}"
         commands.append(
             {"type": "open_account", "command_id": f"o{n}", "account_id": account, "plan": "pro"}
         )
@@ -132,3 +134,53 @@ async def test_relay_killed_mid_stream_then_restarted_delivers_every_event_once_
     assert sample["specversion"] == "1.0" and sample["source"] == "credits"
     assert sample["id"] == f"{sample['subject']}:{sample['sequence']}"
     assert sample["data"]["amount"] == 1
+
+
+async def eventually(condition: Callable[[], bool], what: str) -> None:
+    async with asyncio.timeout(60):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_a_relay_that_lost_its_lock_with_its_connection_publishes_nothing_until_it_holds_it(
+    own: Settings, kafka: KafkaTestClient
+) -> None:
+    total = await asyncio.to_thread(write_history, own, 3, 5)
+    app = LedgerApplication(env=event_store_env(own))
+    relay = OutboxRelay(own, app)
+    stop = asyncio.Event()
+    task = asyncio.create_task(relay.run(stop))
+    try:
+        await eventually(lambda: relay.state.position == total, "the relay caught up")
+        with psycopg.connect(own.pg_dsn(), autocommit=True) as other:
+            # As a database restart would, the server ends the session that held the lock;
+            # another session (as another relay would) takes the lock as soon as it is free.
+            assert relay._lock is not None
+            other.execute("SELECT pg_terminate_backend(%s)", (relay._lock.info.backend_pid,))
+            other.execute("SELECT pg_advisory_lock(%s)", (ADVISORY_LOCK_KEY,))
+            published = relay.state.published
+            more = await asyncio.to_thread(write_history, own, 3, 5, "later")
+            await eventually(
+                lambda: READINESS.snapshot()["relay"].detail.startswith("standing by"),
+                "the relay noticed and stood by",
+            )
+            assert relay.state.published == published, "no lock, nothing published"
+            assert relay.state.position == total and not relay.state.active
+        # The lock is free again (its session closed): the relay takes it and goes on.
+        await eventually(lambda: relay.state.position == more, "the relay took over again")
+    finally:
+        stop.set()
+        await asyncio.wait([task], timeout=30)
+        app.close()
+
+    received = await kafka.read(own.topic(Topic.EVENTS), count=more)
+    per_account: dict[str, list[int]] = {}
+    for message in sorted(received, key=lambda m: (m.partition, m.offset)):
+        event = json.loads(message.value or b"")
+        sequences = per_account.setdefault(event["subject"], [])
+        if event["sequence"] not in sequences:
+            sequences.append(event["sequence"])
+    assert set(per_account) == {f"{prefix}-{n}" for prefix in ("relay", "later") for n in range(3)}
+    assert sum(map(len, per_account.values())) == more, "every event, once after dedupe"
+    for sequences in per_account.values():
+        assert sequences == list(range(1, len(sequences) + 1)), "stream order per account"

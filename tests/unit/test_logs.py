@@ -39,3 +39,24 @@ def test_faststream_lines_come_out_as_json_like_ours(capsys: pytest.CaptureFixtu
         "consuming",
     ]
     assert {line["level"] for line in lines} == {"info"}
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_client_library_repeating_itself_is_heard_once_and_ours_every_time(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "json")
+    for attempt in range(100):  # a broker away: aiokafka logs each reconnect attempt
+        logging.getLogger("aiokafka").error("Unable connect to node with id %s: %s", 1, attempt)
+        logging.getLogger("aiokafka.producer.sender").warning("Got error produce response")
+    for attempt in range(3):
+        structlog.get_logger("credits.relay").warning("relaying", attempt=attempt)
+
+    events = [json.loads(line)["event"] for line in capsys.readouterr().err.splitlines()]
+    assert events == [
+        "Unable connect to node with id 1: 0",
+        "Got error produce response",
+        "relaying",
+        "relaying",
+        "relaying",
+    ]
