@@ -3,8 +3,10 @@
 The shared local stack (`make test` starts it) serves every other test at the same time, so
 the tests that take servers down start their own pair on other ports, with their state under
 `.local/faults/`, through the same scripts (`infra/postgres.sh`, `infra/kafka.sh`) that start
-the shared one. Ports: PostgreSQL 55433, Kafka 9192 (controller 9193); each can be moved with
-CREDITS_FAULTS_PG_PORT and CREDITS_FAULTS_KAFKA_PORT.
+the shared one. Ports: PostgreSQL 25433, Kafka 19092 (controller 19093); each can be moved with
+CREDITS_FAULTS_PG_PORT and CREDITS_FAULTS_KAFKA_PORT. Both sit below the kernel's ephemeral range
+(32768-60999 on Linux): a server that is stopped and started again must find its port free, and
+a port in that range can meanwhile be taken as the local end of some client's connection.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pathlib import Path
 
 from infra.settings import PROJECT_DIR, Settings
 
-PG_PORT = int(os.environ.get("CREDITS_FAULTS_PG_PORT", "55433"))
-KAFKA_PORT = int(os.environ.get("CREDITS_FAULTS_KAFKA_PORT", "9192"))
+PG_PORT = int(os.environ.get("CREDITS_FAULTS_PG_PORT", "25433"))
+KAFKA_PORT = int(os.environ.get("CREDITS_FAULTS_KAFKA_PORT", "19092"))
 LOCAL_DIR = PROJECT_DIR / ".local" / "faults"
 # Bounds: a server that does not answer within these is a failed fixture, not a hung run.
 START_TIMEOUT_SECONDS = 120
