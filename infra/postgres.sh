@@ -121,7 +121,10 @@ EOF
 start() {
   log "starting on $host:$port (data in $data_dir)"
   # pg_ctl detaches the server into its own session, so a Ctrl-C in make run does not reach it.
-  as_pg "$bin_dir/pg_ctl" -D "$data_dir" -l "$log_dir/server.log" -w -t 60 start >/dev/null
+  # Address, port and socket folder from the settings of this start, not those initdb wrote
+  # into postgresql.conf: a changed CREDITS_PG_PORT must not leave the server on the old one.
+  as_pg "$bin_dir/pg_ctl" -D "$data_dir" -l "$log_dir/server.log" -w -t 60 \
+    -o "-c listen_addresses=$host -c port=$port -c unix_socket_directories=$socket_dir" start >/dev/null
 }
 
 ensure_database() {

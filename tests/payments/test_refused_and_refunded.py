@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -285,6 +286,9 @@ async def test_two_partial_refunds_in_one_second_revoke_floor_of_the_total_share
     await _account_when(loop.settings, account, lambda a: a.available("credits") == 500)
 
     refunded_before = _handled("charge.refunded")
+    # Both in one second of Stripe's clock (`created` is in whole seconds): started right after
+    # a second begins, the two calls take a few milliseconds on a quiet machine.
+    await asyncio.sleep(1.0 - time.time() % 1.0)
     first = loop.stripe.v1.refunds.create(params={"payment_intent": intent.id, "amount": 100})
     second = loop.stripe.v1.refunds.create(params={"payment_intent": intent.id, "amount": 200})
     assert first.created == second.created, "both refunds in the same second"
