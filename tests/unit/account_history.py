@@ -18,6 +18,7 @@ from typing import Any
 
 from domain.account import Account
 from domain.catalog import Catalog
+from domain.top_ups import TopUpRequest
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "account_streams_v1.json"
 CATALOG_FILE = "demo.toml"
@@ -245,10 +246,11 @@ def describe(account: Account, catalog: Catalog) -> dict[str, Any]:
         for ct, a in account.allocations.items()
     }
 
-    def top_up(request: dict[str, Any]) -> list[Any]:
-        keys = ("credit_type", "amount", "price_cents", "currency", "trigger")
-        return [request[k] for k in keys]
+    def top_up(r: TopUpRequest) -> list[Any]:
+        return [r.credit_type, r.amount, r.price_cents, r.currency, r.trigger]
 
+    top_ups = account.top_ups
+    scheduled = account.scheduled_plan
     state = {
         "version": account.version,
         "created_on": account.created_on,
@@ -256,28 +258,24 @@ def describe(account: Account, catalog: Catalog) -> dict[str, Any]:
         "plan": account.plan,
         "catalog_version": account.catalog_version,
         "anchor_at": account.anchor_at,
-        "lot_seq": account.lot_seq,
+        "lot_seq": account.lots.seq,
         "lots": lots,
         "allocations": allocations,
         "holds": holds,
-        "closed_holds": dict(account.closed_holds),
-        "overdraft": dict(account.overdraft),
-        "debt": dict(account.debt),
+        "closed_holds": dict(account.holds.closed),
+        "overdraft": dict(account.owed.overdraft),
+        "debt": dict(account.owed.debt),
         "low_balance_fired": dict(account.low_balance_fired),
-        "usage": [account.usage_day, dict(account.action_usage), dict(account.resource_usage)],
+        "usage": [account.usage.day, account.usage.by_action, account.usage.by_resource],
         "top_up_settings": {
-            ct: [s["mode"], s["threshold"], s["amount"], s["max_per_month"]]
-            for ct, s in account.top_up_settings.items()
+            ct: [s.mode, s.threshold, s.amount, s.max_per_month]
+            for ct, s in top_ups.settings.items()
         },
-        "pending_top_ups": {k: top_up(v) for k, v in account.pending_top_ups.items()},
-        "failed_top_ups": {k: top_up(v) for k, v in account.failed_top_ups.items()},
-        "auto_top_ups": {ct: [c["month"], c["count"]] for ct, c in account.auto_top_ups.items()},
-        "top_up_seq": account.top_up_seq,
-        "scheduled_plan": (
-            None
-            if account.scheduled_plan is None
-            else [account.scheduled_plan["plan"], account.scheduled_plan["effective_at"]]
-        ),
+        "pending_top_ups": {k: top_up(v) for k, v in top_ups.pending.items()},
+        "failed_top_ups": {k: top_up(v) for k, v in top_ups.failed.items()},
+        "auto_top_ups": {ct: [c.month, c.count] for ct, c in top_ups.auto_requested.items()},
+        "top_up_seq": top_ups.seq,
+        "scheduled_plan": None if scheduled is None else [scheduled.plan, scheduled.effective_at],
         "migrated_from": account.migrated_from,
         "purchases": dict(account.purchases),
         "next_due_at": account.next_due_at(),

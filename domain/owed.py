@@ -1,0 +1,45 @@
+"""Credits an account owes per credit type, repaid first from the next credits added to it.
+
+`overdraft`: spent beyond the lots, down to the credit type's overdraft floor. `debt`: refunded
+or charged-back credits that were already spent, under the `debt` refund policy. New credits
+(grants, purchases, allocations) repay the overdraft first, then the debt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from domain.fields import Name
+
+
+@dataclass
+class Owed:
+    overdraft: dict[Name, int] = field(default_factory=dict)
+    debt: dict[Name, int] = field(default_factory=dict)
+
+    def of(self, credit_type: str) -> int:
+        return self.overdraft.get(credit_type, 0) + self.debt.get(credit_type, 0)
+
+    def repayment(self, credit_type: str, amount: int) -> tuple[int, int]:
+        """What `amount` new credits repay: (overdraft, debt)."""
+        overdraft = min(self.overdraft.get(credit_type, 0), amount)
+        debt = min(self.debt.get(credit_type, 0), amount - overdraft)
+        return overdraft, debt
+
+    def add(self, credit_type: str, *, overdraft: int = 0, debt: int = 0) -> None:
+        """Adds to what is owed; negative figures repay."""
+        _add(self.overdraft, credit_type, overdraft)
+        _add(self.debt, credit_type, debt)
+
+
+def _add(counters: dict[str, int], key: str, delta: int) -> None:
+    # Absent, not zero, when nothing is owed: the snapshot and the equality of two accounts
+    # then do not depend on whether something was owed once.
+    if not delta:
+        return
+    value = counters.get(key, 0) + delta
+    assert value >= 0, (key, value)
+    if value:
+        counters[key] = value
+    else:
+        counters.pop(key, None)
