@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar
 
 from eventsourcing.domain import BaseAggregate
 
@@ -36,6 +36,25 @@ class Context:
     catalog: Catalog
     now: datetime
     command_id: str | None = None
+
+
+class AllocationFields(TypedDict):
+    """What `AllocationGranted` and `Renewed` share: the new lot and its period."""
+
+    credit_type: str
+    lot_id: str
+    amount: int
+    priority: int
+    period: str
+    period_index: int
+    period_id: str
+    period_start: datetime
+    period_end: datetime
+    renewal: str
+    expires_at: datetime | None
+    repaid_overdraft: int
+    repaid_debt: int
+    catalog_version: str
 
 
 class AccountRules(AccountState, BaseAggregate[str]):
@@ -133,7 +152,7 @@ class AccountRules(AccountState, BaseAggregate[str]):
 
     def _allocation(
         self, ctx: Context, credit_type: str, amount: int, period: Period, renewal: str
-    ) -> dict[str, Any]:
+    ) -> AllocationFields:
         """The fields every allocation event shares: its lot and its period."""
         repaid_overdraft, repaid_debt = self.owed.repayment(credit_type, amount)
         return {

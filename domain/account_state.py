@@ -197,8 +197,13 @@ class AccountState:
                 del self.low_balance_fired[credit_type]
 
     def _check_invariants(self) -> None:
-        """Per lot `0 ≤ held ≤ remaining ≤ amount`, a closed lot keeps only its held part,
-        each lot's `held` is the sum of the open holds' parts on it; owed figures positive."""
+        """Per lot `0 ≤ held ≤ remaining ≤ amount`, a closed lot keeps only its held part, each
+        lot's `held` is the sum of the open holds' parts on it; each running allocation has its
+        lot; a top-up is pending or failed, not both; what is owed is positive or absent."""
         self.lots.check(self.holds.held_per_lot())
-        assert all(v > 0 for v in self.owed.overdraft.values())
-        assert all(v > 0 for v in self.owed.debt.values())
+        for credit_type, allocation in self.allocations.items():
+            lot = self.lots.get(allocation.lot_id)
+            assert lot is not None and lot.source == "allocation", (allocation, lot)
+            assert lot.credit_type == credit_type, (allocation, lot)
+        self.top_ups.check()
+        self.owed.check()

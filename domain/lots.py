@@ -196,6 +196,9 @@ class Lots:
                 del self.by_id[lot.lot_id]
 
     def check(self, held_per_lot: dict[LotId, int]) -> None:
+        """Every lot sound and holding exactly what the open holds reserve on it; no hold on a
+        lot that is gone."""
+        assert held_per_lot.keys() <= self.by_id.keys(), held_per_lot
         for lot_id, lot in self.by_id.items():
             lot.check(held_per_lot.get(lot_id, 0))
 

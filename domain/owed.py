@@ -31,6 +31,10 @@ class Owed:
         _add(self.overdraft, credit_type, overdraft)
         _add(self.debt, credit_type, debt)
 
+    def check(self) -> None:
+        assert all(v > 0 for v in self.overdraft.values()), self.overdraft
+        assert all(v > 0 for v in self.debt.values()), self.debt
+
 
 def _add(counters: dict[str, int], key: str, delta: int) -> None:
     # Absent, not zero, when nothing is owed: the snapshot and the equality of two accounts

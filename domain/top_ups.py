@@ -114,3 +114,6 @@ class TopUps:
         self.failed[top_up_id] = self.pending.pop(top_up_id)
         while len(self.failed) > FAILED_TOP_UPS_REMEMBERED:
             del self.failed[next(iter(self.failed))]
+
+    def check(self) -> None:
+        assert not self.pending.keys() & self.failed.keys(), (self.pending, self.failed)
