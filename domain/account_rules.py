@@ -63,13 +63,16 @@ class AccountRules(AccountState, BaseAggregate[str]):
         """Catch up with time, run the decision, then fire low-balance crossings."""
         assert ctx.now >= self.modified_on, "time must not run backwards for an account"
         assert ctx.now.tzinfo is not None
-        before = {ct: self.available(ct) for ct in ctx.catalog.credit_types}
+        before = self.available_per_credit_type(ctx.catalog.credit_types)
         self._catch_up(ctx)
         # Above the threshold before or after catching up (a renewal refills): either counts.
-        before = {ct: max(available, self.available(ct)) for ct, available in before.items()}
+        caught_up = self.available_per_credit_type(ctx.catalog.credit_types)
+        before = {ct: max(available, caught_up[ct]) for ct, available in before.items()}
         yield
-        self._fire_low_balance(ctx, before)
-        self._check_floor(ctx)
+        # Low-balance alerts change no balance: one reading serves both.
+        after = self.available_per_credit_type(ctx.catalog.credit_types)
+        self._fire_low_balance(ctx, before, after)
+        self._check_floor(ctx, after)
 
     def _catch_up_only(self, ctx: Context) -> list[events.Event]:
         """A command that only catches up: the events it triggered."""
@@ -294,12 +297,14 @@ class AccountRules(AccountState, BaseAggregate[str]):
         if self.top_ups.wants_auto(credit_type, settings, calendar_month(ctx.now)):
             self._request_top_up(ctx, credit_type, settings.amount, "auto")
 
-    def _fire_low_balance(self, ctx: Context, before: dict[str, int]) -> None:
+    def _fire_low_balance(
+        self, ctx: Context, before: dict[str, int], after: dict[str, int]
+    ) -> None:
         for credit_type, spec in sorted(ctx.catalog.credit_types.items()):
             threshold = spec.low_balance_threshold
             if threshold is None or credit_type in self.low_balance_fired:
                 continue
-            available = self.available(credit_type)
+            available = after[credit_type]
             if before[credit_type] > threshold >= available:
                 self._trigger(
                     ctx,
@@ -309,10 +314,10 @@ class AccountRules(AccountState, BaseAggregate[str]):
                     threshold=threshold,
                 )
 
-    def _check_floor(self, ctx: Context) -> None:
+    def _check_floor(self, ctx: Context, available: dict[str, int]) -> None:
         """Never below the overdraft floor; refund debt may (the money left, not a spend)."""
         for credit_type, spec in ctx.catalog.credit_types.items():
-            above = self.available(credit_type) + self.owed.debt.get(credit_type, 0)
+            above = available[credit_type] + self.owed.debt.get(credit_type, 0)
             assert above >= spec.overdraft_floor, (credit_type, above, spec.overdraft_floor)
 
     def _trigger(self, ctx: Context, event_class: type[E], **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ methods under "evolving", and after each event the invariants are asserted, live
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,11 @@ class AccountState:
         """Σ (remaining - held) - overdraft - debt."""
         return self.lots.unheld(credit_type) - self.owed.of(credit_type)
 
+    def available_per_credit_type(self, credit_types: Iterable[str]) -> dict[str, int]:
+        """`available` of several credit types, in one pass over the lots."""
+        unheld = self.lots.unheld_per_credit_type(credit_types)
+        return {ct: credits - self.owed.of(ct) for ct, credits in unheld.items()}
+
     def held(self, credit_type: str) -> int:
         return self.lots.held(credit_type)
 
@@ -86,17 +91,22 @@ class AccountState:
         return min((at for at in due if at is not None), default=None)
 
     def balances(self, catalog: Catalog) -> dict[str, dict[str, Any]]:
-        """The reply's balances: per credit type of the catalog."""
+        """The reply's balances, per credit type of the catalog (one pass over the lots)."""
+        # unheld, held, unheld in allocation lots, unheld in paid lots
+        sums = {credit_type: [0, 0, 0, 0] for credit_type in catalog.credit_types}
+        for lot in self.lots.values():
+            figures = sums.get(lot.credit_type)
+            if figures is None:
+                continue
+            unheld = lot.remaining - lot.held
+            figures[0] += unheld
+            figures[1] += lot.held
+            if lot.source == "allocation":
+                figures[2] += unheld
+            if lot.paid:
+                figures[3] += unheld
         result: dict[str, dict[str, Any]] = {}
-        for credit_type in catalog.credit_types:
-            unheld = held = allocation_unheld = paid_unheld = 0
-            for lot in self.lots.of(credit_type):
-                unheld += lot.unheld
-                held += lot.held
-                if lot.source == "allocation":
-                    allocation_unheld += lot.unheld
-                if lot.paid:
-                    paid_unheld += lot.unheld
+        for credit_type, (unheld, held, allocation_unheld, paid_unheld) in sums.items():
             allocation = self.allocations.get(credit_type)
             result[credit_type] = {
                 "available": unheld - self.owed.of(credit_type),

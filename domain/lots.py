@@ -143,7 +143,18 @@ class Lots:
         return (lot for lot in self.by_id.values() if lot.credit_type == credit_type)
 
     def unheld(self, credit_type: str) -> int:
-        return sum(lot.unheld for lot in self.of(credit_type))
+        return sum(
+            lot.remaining - lot.held
+            for lot in self.by_id.values()
+            if lot.credit_type == credit_type
+        )
+
+    def unheld_per_credit_type(self, credit_types: Iterable[str]) -> dict[str, int]:
+        unheld = dict.fromkeys(credit_types, 0)
+        for lot in self.by_id.values():
+            if lot.credit_type in unheld:
+                unheld[lot.credit_type] += lot.remaining - lot.held
+        return unheld
 
     def held(self, credit_type: str) -> int:
         return sum(lot.held for lot in self.of(credit_type))
