@@ -12,12 +12,11 @@ value objects. A snapshot is only a shortcut: an account loads the same from its
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
 from eventsourcing.domain import BaseAggregate, CanSnapshotAggregate
-from eventsourcing.utils import get_topic, resolve_topic
 
 from domain.allocations import Allocations, AllocationState, ScheduledPlan
 from domain.holds import Hold, Holds
@@ -56,23 +55,13 @@ class AccountSnapshot(CanSnapshotAggregate[str]):
 
     @classmethod
     def take(cls, aggregate: Any) -> AccountSnapshot:
-        return cls(
-            originator_id=aggregate.id,
-            originator_version=aggregate.version,
-            timestamp=cls.create_timestamp(),
-            topic=get_topic(type(aggregate)),
-            state=encode(vars(aggregate)),
-        )
+        """The library's snapshot of the account's attributes, encoded as plain data."""
+        snapshot = super().take(aggregate)
+        return replace(snapshot, state=encode(snapshot.state))
 
     def mutate(self, _: None) -> BaseAggregate[str]:
-        account_class = resolve_topic(self.topic)
-        account = object.__new__(account_class)
-        vars(account).update(decode(self.state))
-        account._id = self.originator_id
-        account._version = self.originator_version
-        account._pending_events = []
-        assert isinstance(account, BaseAggregate)
-        return account
+        """The library rebuilds the account from its attributes, decoded here first."""
+        return super(AccountSnapshot, replace(self, state=decode(self.state))).mutate(None)
 
 
 def encode(attributes: dict[str, Any]) -> dict[str, Any]:
