@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from domain.catalog import Allocation
 from domain.fields import Credits, LotId, Name
@@ -16,7 +16,7 @@ from domain.periods import Period, PeriodKind
 Renewal = Literal["reset", "add", "rollover"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class AllocationState:
     """The allocation of one credit type in its current period (the name is stored in v1
     snapshots: see domain/snapshots.py)."""
@@ -32,12 +32,15 @@ class AllocationState:
     # Spent earlier in this period under the previous plan (a plan change does not refill).
     used_before: Credits
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> AllocationState:
+        return self  # immutable: a copy of the account may share it
+
     def used(self, lot_amount: int, lot_remaining: int) -> int:
         """Spent in this period, under this plan and the ones before."""
         return self.used_before + lot_amount - lot_remaining
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RenewalTerms:
     """What a period boundary does to an allocation (the figures of `Renewed`)."""
 
@@ -78,11 +81,14 @@ def starting_amount(rule: Allocation, used: tuple[PeriodKind, int] | None) -> tu
     return max(0, rule.amount - used_in_period), used_in_period
 
 
-@dataclass
+@dataclass(slots=True)
 class Allocations:
     """The running allocation per credit type."""
 
     by_credit_type: dict[Name, AllocationState] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Allocations:
+        return Allocations(dict(self.by_credit_type))  # allocation states are immutable
 
     def get(self, credit_type: str) -> AllocationState | None:
         return self.by_credit_type.get(credit_type)
@@ -114,9 +120,12 @@ class Allocations:
         del self.by_credit_type[credit_type]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ScheduledPlan:
     """A plan change recorded for later: plans change with the billing month."""
 
     plan: Name
     effective_at: datetime
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ScheduledPlan:
+        return self  # immutable: a copy of the account may share it

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from domain.errors import ErrorCode, LedgerError
 from domain.fields import Breakdown, Identifier, LotId, Name, total
@@ -21,7 +21,7 @@ CLOSED_HOLDS_REMEMBERED = 1000
 HoldOutcome = Literal["captured", "released", "expired"]
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class Hold:
     hold_id: Identifier
     credit_type: Name
@@ -30,6 +30,9 @@ class Hold:
     parts: Breakdown
     expires_at: datetime
     action: Name | None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Hold:
+        return self  # immutable: a copy of the account may share it
 
     def split(self, amount: int) -> tuple[Breakdown, Breakdown]:
         """The first `amount` of the parts (captured, in burn order) and the rest (released)."""
@@ -49,12 +52,15 @@ class Hold:
         assert total(self.parts) == self.amount >= 0, self
 
 
-@dataclass
+@dataclass(slots=True)
 class Holds:
     """The open holds by id, and how the last closed ones ended."""
 
     by_id: dict[Identifier, Hold] = field(default_factory=dict)
     closed: dict[Identifier, HoldOutcome] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Holds:
+        return Holds(dict(self.by_id), dict(self.closed))  # holds are immutable
 
     def values(self) -> Iterable[Hold]:
         return self.by_id.values()

@@ -7,9 +7,11 @@ reset at renewal, revoked) keeps only its held part, which is forfeited if the h
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from domain.fields import Breakdown, LotId, Name, Part, total
 from domain.holds import Hold
@@ -21,7 +23,7 @@ __all__ = ["Breakdown", "Hold", "Lot", "Lots", "Part", "draw", "total"]
 _NEVER = datetime.max.replace(tzinfo=None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Lot:
     lot_id: LotId
     seq: int
@@ -41,6 +43,9 @@ class Lot:
     @property
     def unheld(self) -> int:
         return self.remaining - self.held
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Lot:
+        return copy.copy(self)  # every field is immutable: a shallow copy is a deep one
 
     @property
     def revocable(self) -> int:
@@ -89,12 +94,15 @@ class Lot:
         assert self.held == held_by_holds, (self, held_by_holds)
 
 
-@dataclass
+@dataclass(slots=True)
 class Lots:
     """The account's lots by id, and the counter that numbers them (`lot-N`)."""
 
     by_id: dict[LotId, Lot] = field(default_factory=dict)
     seq: int = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Lots:
+        return Lots({lot_id: copy.copy(lot) for lot_id, lot in self.by_id.items()}, self.seq)
 
     def next_id(self) -> LotId:
         return f"lot-{self.seq + 1}"

@@ -8,14 +8,18 @@ or charged-back credits that were already spent, under the `debt` refund policy.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.fields import Name
 
 
-@dataclass
+@dataclass(slots=True)
 class Owed:
     overdraft: dict[Name, int] = field(default_factory=dict)
     debt: dict[Name, int] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Owed:
+        return Owed(dict(self.overdraft), dict(self.debt))
 
     def of(self, credit_type: str) -> int:
         return self.overdraft.get(credit_type, 0) + self.debt.get(credit_type, 0)

@@ -8,6 +8,7 @@ the plan's default; the auto requests of each credit type are counted per calend
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.catalog import TopUp
 from domain.errors import ErrorCode, LedgerError
@@ -17,7 +18,7 @@ from domain.fields import Cents, Credits, Currency, Name, TopUpId
 FAILED_TOP_UPS_REMEMBERED = 100
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TopUpRequest:
     top_up_id: TopUpId
     credit_type: Name
@@ -26,8 +27,11 @@ class TopUpRequest:
     currency: Currency
     trigger: str  # "on_demand" or "auto"
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> TopUpRequest:
+        return self  # immutable: a copy of the account may share it
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class TopUpSettings:
     """Auto top-up of one credit type: below `threshold`, request `amount`, so many a month."""
 
@@ -36,20 +40,36 @@ class TopUpSettings:
     amount: Credits | None
     max_per_month: int | None
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> TopUpSettings:
+        return self  # immutable: a copy of the account may share it
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, slots=True)
 class MonthlyCount:
     month: str  # the UTC calendar month, `YYYY-MM`
     count: int
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> MonthlyCount:
+        return self  # immutable: a copy of the account may share it
 
-@dataclass
+
+@dataclass(slots=True)
 class TopUps:
     pending: dict[TopUpId, TopUpRequest] = field(default_factory=dict)
     failed: dict[TopUpId, TopUpRequest] = field(default_factory=dict)
     settings: dict[Name, TopUpSettings] = field(default_factory=dict)
     auto_requested: dict[Name, MonthlyCount] = field(default_factory=dict)
     seq: int = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TopUps:
+        # The requests, settings and counts are immutable: new dicts of the same ones.
+        return TopUps(
+            dict(self.pending),
+            dict(self.failed),
+            dict(self.settings),
+            dict(self.auto_requested),
+            self.seq,
+        )
 
     def next_id(self) -> TopUpId:
         return f"tu-{self.seq + 1}"

@@ -7,16 +7,20 @@ day is kept: the first count of a new day starts over.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from domain.errors import ErrorCode, LedgerError
 from domain.fields import Identifier, Name
 
 
-@dataclass
+@dataclass(slots=True)
 class DailyUsage:
     day: str = ""  # the UTC date, `YYYY-MM-DD`
     by_action: dict[Name, int] = field(default_factory=dict)
     by_resource: dict[Identifier, int] = field(default_factory=dict)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> DailyUsage:
+        return DailyUsage(self.day, dict(self.by_action), dict(self.by_resource))
 
     def count(self, day: str, action: str | None, resource: str | None, quantity: int) -> None:
         if day != self.day:

@@ -3,7 +3,9 @@ what is owed; the typed results' JSON; the events' stored topics."""
 
 from __future__ import annotations
 
+import copy
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import events, results
-from domain.account import Account
+from domain.account import Account, Context
 from domain.allocations import AllocationState, renewal_terms, starting_amount
-from domain.catalog import Allocation, AutoTopUp, TopUp
+from domain.catalog import Allocation, AutoTopUp, TopUp, load_catalog
 from domain.errors import ErrorCode, LedgerError
 from domain.fields import total
 from domain.holds import CLOSED_HOLDS_REMEMBERED, Hold, Holds
@@ -23,8 +25,15 @@ from domain.owed import Owed
 from domain.periods import period_containing
 from domain.top_ups import FAILED_TOP_UPS_REMEMBERED, TopUpRequest, TopUps, TopUpSettings
 from domain.usage import DailyUsage
+from tests.unit.account_history import describe
+
+
+def history_state(account: Account) -> dict[str, Any]:
+    return describe(account, CATALOG)
+
 
 T0 = datetime(2024, 1, 31, 10, 0, tzinfo=UTC)
+CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
 
 
 def lot(n: int, unheld: int, *, priority: int = 10, expires_in_days: int | None = None) -> Lot:
@@ -309,3 +318,26 @@ def test_every_event_keeps_the_topic_it_was_first_stored_under(cls):
 def test_the_snapshot_keeps_its_topic():
     assert get_topic(Account.Snapshot) == "domain.account:Account.Snapshot"
     assert resolve_topic("domain.account:Account.Snapshot") is Account.Snapshot
+
+
+def test_a_deep_copy_of_an_account_is_equal_and_shares_nothing_that_changes(make_ledger):
+    """Copies made by the repository's cache must not see what a command does to another."""
+    ledger = make_ledger("demo.toml")
+    ledger.ok("open_account", plan="pro")
+    ledger.ok("reserve", hold_id="h1", action="generate", ttl_seconds=60)
+    ledger.ok("consume", action="generate", resource="r1")
+    ledger.ok("request_top_up", credit_type="credits", amount=100)
+    original = ledger.account()
+    before = history_state(original)
+    copied = copy.deepcopy(original)
+    assert copied == original
+    ctx = Context(ledger.catalog, ledger.clock.now(), "c-copy")
+    copied.capture(ctx, hold_id="h1", amount=1)
+    copied.consume(
+        ctx, action="generate", credit_type=None, amount=None, quantity=2, resource="r1",
+        metadata={},
+    )  # fmt: skip
+    copied.fail_top_up(ctx, top_up_id="tu-1", reason="declined", recovery_url=None)
+    copied.change_plan(ctx, plan="starter", effective="next_period")
+    assert history_state(original) == before
+    assert history_state(copied) != before
