@@ -28,7 +28,6 @@ from domain.clock import Clock
 from domain.commands import Command, OpenAccount, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
-from domain.results import CommandResult
 from infra.ledger_application import LedgerApplication
 from infra.receipts import Receipt, ReceiptConflict, ReceiptReader
 
@@ -250,7 +249,7 @@ class LedgerService:
 
     def _execute(
         self, account: Account | None, command: Command, now: datetime
-    ) -> tuple[Account | None, CommandResult | LedgerError]:
+    ) -> tuple[Account | None, results.CommandResult | LedgerError]:
         """Run the command on the batch's copy of the account (see `_replayed` for refusals)."""
         if isinstance(command, OpenAccount):
             if account is not None:
@@ -275,7 +274,7 @@ class LedgerService:
             return account, error
         fields = command.model_dump(exclude={"type", "command_id", "account_id"})
         try:
-            result: CommandResult = getattr(work, command.type)(ctx, **fields)
+            result: results.CommandResult = getattr(work, command.type)(ctx, **fields)
         except LedgerError as e:
             return work, e
         return work, result
