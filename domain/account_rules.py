@@ -64,10 +64,12 @@ class AccountRules(AccountState, BaseAggregate[str]):
         assert ctx.now >= self.modified_on, "time must not run backwards for an account"
         assert ctx.now.tzinfo is not None
         before = self.available_per_credit_type(ctx.catalog.credit_types)
+        mark = len(self.pending_events)
         self._catch_up(ctx)
-        # Above the threshold before or after catching up (a renewal refills): either counts.
-        caught_up = self.available_per_credit_type(ctx.catalog.credit_types)
-        before = {ct: max(available, caught_up[ct]) for ct, available in before.items()}
+        if len(self.pending_events) > mark:
+            # Above the threshold before or after catching up (a renewal refills): either counts.
+            caught_up = self.available_per_credit_type(ctx.catalog.credit_types)
+            before = {ct: max(available, caught_up[ct]) for ct, available in before.items()}
         yield
         # Low-balance alerts change no balance: one reading serves both.
         after = self.available_per_credit_type(ctx.catalog.credit_types)

@@ -54,7 +54,8 @@ class AccountState:
     def available_per_credit_type(self, credit_types: Iterable[str]) -> dict[str, int]:
         """`available` of several credit types, in one pass over the lots."""
         unheld = self.lots.unheld_per_credit_type(credit_types)
-        return {ct: credits - self.owed.of(ct) for ct, credits in unheld.items()}
+        overdraft, debt = self.owed.overdraft, self.owed.debt
+        return {ct: n - overdraft.get(ct, 0) - debt.get(ct, 0) for ct, n in unheld.items()}
 
     def held(self, credit_type: str) -> int:
         return self.lots.held(credit_type)
@@ -175,14 +176,15 @@ class AccountState:
             )
         )
         if previous is not None:
-            self.lots.forget_spent([previous.lot_id], keep=self.allocations.lot_ids())
+            self.lots.forget_if_spent(previous.lot_id, unless=self.allocations.is_current_lot)
 
     def close_lot(self, lot_id: LotId, forfeited: int) -> None:
         self.lots[lot_id].close(forfeited)
-        self.lots.forget_spent([lot_id], keep=self.allocations.lot_ids())
+        self.lots.forget_if_spent(lot_id, unless=self.allocations.is_current_lot)
 
     def forget_spent(self, parts: Breakdown) -> None:
-        self.lots.forget_spent((p["lot_id"] for p in parts), keep=self.allocations.lot_ids())
+        for part in parts:
+            self.lots.forget_if_spent(part["lot_id"], unless=self.allocations.is_current_lot)
 
     def open_hold(self, e: Reserved) -> None:
         parts: Breakdown = [part.copy() for part in e.breakdown]
@@ -202,6 +204,8 @@ class AccountState:
         self._check_invariants()
 
     def _rearm_low_balance(self) -> None:
+        if not self.low_balance_fired:
+            return
         for credit_type, threshold in list(self.low_balance_fired.items()):
             if self.available(credit_type) > threshold:
                 del self.low_balance_fired[credit_type]

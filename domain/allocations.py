@@ -99,9 +99,10 @@ class Allocations:
     def items(self) -> Iterable[tuple[Name, AllocationState]]:
         return self.by_credit_type.items()
 
-    def lot_ids(self) -> list[LotId]:
-        """The current allocation lots: kept even when spent, until their period ends."""
-        return [allocation.lot_id for allocation in self.by_credit_type.values()]
+    def is_current_lot(self, lot_id: LotId) -> bool:
+        """Whether `lot_id` is a current allocation lot: kept even when spent, until its
+        period ends."""
+        return any(a.lot_id == lot_id for a in self.by_credit_type.values())
 
     def due(self, now: datetime) -> list[Name]:
         """Credit types whose period has ended, in a stable order."""

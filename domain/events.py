@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from eventsourcing.domain import CanInitAggregate, CanMutateAggregate
 
@@ -23,7 +23,7 @@ from domain.fields import Breakdown, Cents, Credits, Currency, Identifier, LotId
 from domain.top_ups import TopUpRequest, TopUpSettings
 
 if TYPE_CHECKING:
-    from domain.account import Account
+    from domain.account_state import AccountState
 
 _TOPIC_PREFIX = "domain.account:Account."
 
@@ -42,11 +42,11 @@ class Event(CanMutateAggregate[str]):
         cls.TOPIC = _TOPIC_PREFIX + cls.__name__
 
     def apply(self, aggregate: Any) -> None:
-        account = cast("Account", aggregate)
+        account: AccountState = aggregate
         self.evolve(account)
         account.after_event()
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         pass
 
 
@@ -81,7 +81,7 @@ class AllocationGranted(Event):
     # Spent earlier in this period under the previous plan: counts against the new amount.
     used_in_period: Credits
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.start_allocation(self)
 
 
@@ -95,7 +95,7 @@ class Renewed(AllocationGranted):
     forfeited: Credits
     carried_over: Credits
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         if self.renewal != "add":
             account.close_lot(self.previous_lot_id, self.forfeited)
         account.start_allocation(self)
@@ -116,7 +116,7 @@ class Consumed(Event):
     day: str
     catalog_version: str
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.lots.spend(self.breakdown)
         account.forget_spent(self.breakdown)
         account.owed.add(self.credit_type, overdraft=self.overdraft_added)
@@ -137,7 +137,7 @@ class Reserved(Event):
     day: str
     catalog_version: str
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.lots.hold(self.breakdown)
         account.open_hold(self)
         account.usage.count(self.day, self.action, self.resource, self.quantity)
@@ -155,7 +155,7 @@ class Captured(Event):
     released: Breakdown
     forfeited: Credits
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.settle_hold(self.hold_id, "captured", self.breakdown, self.released)
 
 
@@ -168,7 +168,7 @@ class Released(Event):
     breakdown: Breakdown
     forfeited: Credits
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.settle_hold(self.hold_id, "released", [], self.breakdown)
 
 
@@ -176,7 +176,7 @@ class Released(Event):
 class HoldExpired(Released):
     class_version = 1
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.settle_hold(self.hold_id, "expired", [], self.breakdown)
 
 
@@ -203,7 +203,7 @@ class Granted(Event):
     repaid_debt: Credits
     catalog_version: str
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.add_lot(
             lot_id=self.lot_id,
             credit_type=self.credit_type,
@@ -238,7 +238,7 @@ class Revoked(Event):
     forfeited: Credits
     reason: str
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         lot = account.lots[self.lot_id]
         lot.revoke(self.amount, self.unspent_revoked)
         account.owed.add(self.credit_type, debt=self.debt_added)
@@ -254,7 +254,7 @@ class LotExpired(Event):
     amount: Credits
     expires_at: datetime
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.close_lot(self.lot_id, self.amount)
 
 
@@ -267,7 +267,7 @@ class LowBalance(Event):
     available: int
     threshold: Credits
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.low_balance_fired[self.credit_type] = self.threshold
 
 
@@ -280,7 +280,7 @@ class TopUpConfigured(Event):
     amount: Credits | None
     max_per_month: int | None
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         settings = TopUpSettings(self.mode, self.threshold, self.amount, self.max_per_month)
         account.top_ups.configure(self.credit_type, settings)
 
@@ -300,7 +300,7 @@ class TopUpRequested(Event):
     idempotency_key: str
     catalog_version: str
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         request = TopUpRequest(
             self.top_up_id,
             self.credit_type,
@@ -322,7 +322,7 @@ class TopUpCompleted(Event):
     currency: Currency
     lot_id: LotId
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.top_ups.complete(self.top_up_id)
 
 
@@ -334,7 +334,7 @@ class TopUpFailed(Event):
     reason: str
     recovery_url: str | None
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.top_ups.fail(self.top_up_id)
 
 
@@ -344,7 +344,7 @@ class PlanChangeScheduled(Event):
     plan: Name
     effective_at: datetime
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.scheduled_plan = ScheduledPlan(self.plan, self.effective_at)
 
 
@@ -359,7 +359,7 @@ class PlanChanged(Event):
     # [{credit_type, lot_id, forfeited}]: the allocation lots closed, their unheld rest lost.
     closed_allocations: list[dict[str, Any]]
 
-    def evolve(self, account: Account) -> None:
+    def evolve(self, account: AccountState) -> None:
         account.plan = self.to_plan
         account.scheduled_plan = None
         for closed in self.closed_allocations:

@@ -79,7 +79,7 @@ class Holds:
 
     def expiring(self, now: datetime) -> list[Hold]:
         due = [hold for hold in self.by_id.values() if hold.expires_at <= now]
-        return sorted(due, key=lambda h: (h.expires_at, h.hold_id))
+        return sorted(due, key=lambda h: (h.expires_at, h.hold_id)) if due else due
 
     def next_expiry(self) -> datetime | None:
         return min((hold.expires_at for hold in self.by_id.values()), default=None)

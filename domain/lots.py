@@ -8,7 +8,7 @@ reset at renewal, revoked) keeps only its held part, which is forfeited if the h
 from __future__ import annotations
 
 import copy
-from collections.abc import Container, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -178,7 +178,8 @@ class Lots:
         ]
 
     def expiring(self, now: datetime) -> list[Lot]:
-        return [lot for lot in sorted(self.by_id.values(), key=_seq) if lot.expired(now)]
+        due = [lot for lot in self.by_id.values() if lot.expired(now)]
+        return sorted(due, key=_seq) if due else due
 
     def next_expiry(self) -> datetime | None:
         due = [lot.expires_at for lot in self.by_id.values() if not lot.closed]
@@ -204,15 +205,13 @@ class Lots:
         """What a release gives back to lots that closed meanwhile: it is lost, not returned."""
         return sum(part["amount"] for part in released if self.by_id[part["lot_id"]].closed)
 
-    def forget_spent(self, lot_ids: Iterable[LotId], *, keep: Container[LotId]) -> None:
-        """Forgets spent allocation lots (one a day would pile up) but those in `keep`, the
-        current ones; other lots stay, revocable."""
-        for lot_id in lot_ids:
-            lot = self.by_id.get(lot_id)
-            if lot is None or lot.source != "allocation" or lot.remaining != 0:
-                continue
-            if lot.lot_id not in keep:
-                del self.by_id[lot.lot_id]
+    def forget_if_spent(self, lot_id: LotId, *, unless: Callable[[LotId], bool]) -> None:
+        """Forgets a spent allocation lot (one a day would pile up) `unless` it is still
+        needed (the current one); other lots stay, revocable."""
+        lot = self.by_id.get(lot_id)
+        spent = lot is not None and lot.source == "allocation" and lot.remaining == 0
+        if spent and not unless(lot_id):
+            del self.by_id[lot_id]
 
     def check(self, held_per_lot: dict[LotId, int]) -> None:
         """Every lot sound and holding exactly what the open holds reserve on it; no hold on a

@@ -32,19 +32,19 @@ class Owed:
 
     def add(self, credit_type: str, *, overdraft: int = 0, debt: int = 0) -> None:
         """Adds to what is owed; negative figures repay."""
-        _add(self.overdraft, credit_type, overdraft)
-        _add(self.debt, credit_type, debt)
+        if overdraft:
+            _add(self.overdraft, credit_type, overdraft)
+        if debt:
+            _add(self.debt, credit_type, debt)
 
     def check(self) -> None:
-        assert all(v > 0 for v in self.overdraft.values()), self.overdraft
-        assert all(v > 0 for v in self.debt.values()), self.debt
+        assert not self.overdraft or min(self.overdraft.values()) > 0, self.overdraft
+        assert not self.debt or min(self.debt.values()) > 0, self.debt
 
 
 def _add(counters: dict[str, int], key: str, delta: int) -> None:
     # Absent, not zero, when nothing is owed: the snapshot and the equality of two accounts
     # then do not depend on whether something was owed once.
-    if not delta:
-        return
     value = counters.get(key, 0) + delta
     assert value >= 0, (key, value)
     if value:

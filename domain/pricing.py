@@ -9,6 +9,7 @@ payment arrives, and checkout can quote with them before the customer pays. A re
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from domain.catalog import Catalog, PurchaseRate, TopUp
 from domain.errors import ErrorCode, LedgerError
@@ -21,8 +22,7 @@ class Money:
     currency: str
 
 
-@dataclass(frozen=True, slots=True)
-class UsePrice:
+class UsePrice(NamedTuple):
     """What a use costs: credits of one credit type, and the action's tags for usage reports."""
 
     credit_type: str

@@ -3,12 +3,18 @@
 `to_json()` is the one way a result becomes the reply's `result` object: the fields in their
 declared order, times as ISO-8601 strings. Receipts store that JSON, and a retry answers it
 byte for byte, so a field's name, order or form never changes here.
+
+A result is built once per command and turned into JSON at once. The classes are not frozen:
+a frozen dataclass costs four times as much to build (0.7 µs against 0.2 µs for six fields),
+on the path of every command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
+from operator import attrgetter
 from typing import Any, ClassVar
 
 from domain.fields import Breakdown
@@ -19,12 +25,13 @@ class CommandResult:
     # Per class, once: the field names in declared order, and those holding times.
     _names: ClassVar[tuple[str, ...]] = ()
     _times: ClassVar[tuple[str, ...]] = ()
+    _values: ClassVar[Callable[[Any], tuple[Any, ...]]]
 
     def to_json(self) -> dict[str, Any]:
         cls = type(self)
         if not cls._names:
             _learn_fields(cls)
-        data = {name: getattr(self, name) for name in cls._names}
+        data = dict(zip(cls._names, cls._values(self), strict=True))
         for name in cls._times:
             data[name] = data[name].isoformat()
         return data
@@ -33,16 +40,19 @@ class CommandResult:
 def _learn_fields(cls: type[CommandResult]) -> None:
     declared = fields(cls)  # type: ignore[arg-type]
     cls._names = tuple(f.name for f in declared)
+    getter = attrgetter(*cls._names)
+    # attrgetter of one name gives the value itself, of several a tuple.
+    cls._values = getter if len(cls._names) > 1 else lambda r: (getter(r),)
     # Annotations are strings here (postponed evaluation): `datetime` is the only time type.
     cls._times = tuple(f.name for f in declared if f.type in ("datetime", datetime))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Opened(CommandResult):
     plan: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Consumed(CommandResult):
     credit_type: str
     action: str | None
@@ -52,7 +62,7 @@ class Consumed(CommandResult):
     overdraft: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reserved(CommandResult):
     hold_id: str
     credit_type: str
@@ -61,7 +71,7 @@ class Reserved(CommandResult):
     breakdown: Breakdown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Captured(CommandResult):
     hold_id: str
     captured: int
@@ -69,13 +79,13 @@ class Captured(CommandResult):
     breakdown: Breakdown
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Released(CommandResult):
     hold_id: str
     released: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Granted(CommandResult):
     """A grant or a migration: the lot added."""
 
@@ -84,7 +94,7 @@ class Granted(CommandResult):
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Purchased(CommandResult):
     lot_id: str
     credit_type: str
@@ -92,7 +102,7 @@ class Purchased(CommandResult):
     source: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Revoked(CommandResult):
     lot_id: str
     credit_type: str
@@ -102,20 +112,20 @@ class Revoked(CommandResult):
     spent: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Renewed(CommandResult):
     period_id: str
     renewed: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expired(CommandResult):
     """The scheduler's tick: the names of the events it triggered."""
 
     events: list[str]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanChanged(CommandResult):
     """`changed` is false when the account was on that plan already."""
 
@@ -123,20 +133,20 @@ class PlanChanged(CommandResult):
     changed: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanChangeScheduled(CommandResult):
     plan: str
     effective_at: datetime
     changed: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TopUpConfigured(CommandResult):
     credit_type: str
     mode: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TopUpRequested(CommandResult):
     top_up_id: str
     credit_type: str
@@ -147,7 +157,7 @@ class TopUpRequested(CommandResult):
     idempotency_key: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TopUpFailed(CommandResult):
     top_up_id: str
     recovery_url: str | None

@@ -136,4 +136,5 @@ class TopUps:
             del self.failed[next(iter(self.failed))]
 
     def check(self) -> None:
-        assert not self.pending.keys() & self.failed.keys(), (self.pending, self.failed)
+        if self.failed:
+            assert self.pending.keys().isdisjoint(self.failed), (self.pending, self.failed)

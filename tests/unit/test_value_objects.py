@@ -99,9 +99,9 @@ def test_a_lot_closed_under_a_hold_keeps_the_held_part_and_loses_it_on_release()
     assert lots.forfeited([{"lot_id": "lot-1", "amount": 4}]) == 4
     lots.release([{"lot_id": "lot-1", "amount": 4}])
     assert lots["lot-1"].remaining == 0
-    lots.forget_spent(["lot-1"], keep=["lot-1"])
+    lots.forget_if_spent("lot-1", unless=lambda lot_id: lot_id == "lot-1")
     assert lots.get("lot-1") is not None, "the current allocation lot is kept"
-    lots.forget_spent(["lot-1"], keep=[])
+    lots.forget_if_spent("lot-1", unless=lambda lot_id: False)
     assert lots.get("lot-1") is None
     with pytest.raises(AssertionError):
         lots.add(
