@@ -13,16 +13,18 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from domain.errors import ErrorCode, LedgerError
+from domain.fields import (
+    MAX_AMOUNT,
+    Cents,
+    Credits,
+    Currency,
+    Name,
+    PositiveCents,
+    PositiveCredits,
+    Priority,
+)
 from domain.periods import PeriodKind
-
-# Integers only; the bound keeps every amount exact in JSON (2**53) and in a PostgreSQL bigint.
-MAX_AMOUNT = 10**15
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
-Amount = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
-PositiveAmount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
-Currency = Annotated[str, Field(pattern=r"^[a-z]{3}$")]
-Priority = Annotated[int, Field(ge=0, le=1000)]
 
 LotSource = Literal[
     "allocation", "purchase", "top_up", "promotional", "trial", "admin", "migration"
@@ -57,7 +59,7 @@ class CreditType(_Strict):
     unit: str = Field(min_length=1, max_length=64)
     description: str = ""
     # Fires `low_balance` when available drops to or below this (seed 003: warn at <= 5).
-    low_balance_threshold: Amount | None = None
+    low_balance_threshold: Credits | None = None
     # 0 = never negative; -N lets spends overdraw by N, repaid from the next credits added.
     overdraft_floor: Annotated[int, Field(le=0, ge=-MAX_AMOUNT)] = 0
     # What a refund does to credits of the refunded lot that were already spent.
@@ -71,19 +73,19 @@ class CreditType(_Strict):
 class Action(_Strict):
     credit_type: Name
     # Default cost per unit of quantity; 0 makes the action free but still counted as usage.
-    cost: Amount
+    cost: Credits
     # Labels for usage breakdowns, e.g. ai / non_ai (seed 000).
     tags: list[Name] = []
     # Default cap on the quantity per UTC day; None: no cap.
-    daily_limit: PositiveAmount | None = None
+    daily_limit: PositiveCredits | None = None
 
 
 class Allocation(_Strict):
-    amount: Amount
+    amount: Credits
     period: PeriodKind
     renewal: Literal["reset", "add", "rollover"] = "reset"
     # With rollover: the most unused credits carried into the next period.
-    rollover_cap: Amount | None = None
+    rollover_cap: Credits | None = None
 
     @model_validator(mode="after")
     def _cap_iff_rollover(self) -> Allocation:
@@ -95,10 +97,10 @@ class Allocation(_Strict):
 class PurchaseRate(_Strict):
     """Amount-based purchase: `credits` for every `per_cents` paid, rounded down."""
 
-    credits: PositiveAmount
-    per_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-    min_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-    max_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT)] | None = None
+    credits: PositiveCredits
+    per_cents: PositiveCents
+    min_cents: PositiveCents
+    max_cents: PositiveCents | None = None
 
     @model_validator(mode="after")
     def _min_below_max(self) -> PurchaseRate:
@@ -108,15 +110,15 @@ class PurchaseRate(_Strict):
 
 
 class AutoTopUp(_Strict):
-    threshold: Amount
-    amount: PositiveAmount
+    threshold: Credits
+    amount: PositiveCredits
     max_per_month: Annotated[int, Field(ge=1, le=1000)]
 
 
 class TopUp(_Strict):
-    price_per_credit_cents: Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
-    min_credits: PositiveAmount
-    max_credits: PositiveAmount
+    price_per_credit_cents: PositiveCents
+    min_credits: PositiveCredits
+    max_credits: PositiveCredits
     # The most auto top-ups per calendar month an account may configure.
     max_per_month_limit: Annotated[int, Field(ge=1, le=1000)] = 31
     # When set, accounts on this plan start with auto top-up on with these settings.
@@ -135,7 +137,7 @@ class TopUp(_Strict):
 
 
 class TrialGrant(_Strict):
-    amount: PositiveAmount
+    amount: PositiveCredits
     expires_after_days: Annotated[int, Field(ge=1, le=36500)] | None = None
 
 
@@ -146,11 +148,11 @@ class Plan(_Strict):
     currency: Currency | None = None
     allocations: dict[Name, Allocation] = {}
     # Per-plan cost of an action, overriding the action's default cost.
-    costs: dict[Name, Amount] = {}
+    costs: dict[Name, Credits] = {}
     # Per-plan daily cap of an action, overriding the action's default.
-    daily_limits: dict[Name, PositiveAmount] = {}
+    daily_limits: dict[Name, PositiveCredits] = {}
     # Cap on the quantity consumed per `resource` per UTC day, all actions together (seed 000).
-    resource_daily_limit: PositiveAmount | None = None
+    resource_daily_limit: PositiveCredits | None = None
     purchase: dict[Name, PurchaseRate] = {}
     top_up: dict[Name, TopUp] = {}
     # Granted once when an account opens on this plan (seed 003: free trial).
@@ -160,7 +162,7 @@ class Plan(_Strict):
 class Pack(_Strict):
     name: str = ""
     credit_type: Name
-    amount: PositiveAmount
+    amount: PositiveCredits
     price_cents: Cents
     currency: Currency | None = None
     # Plans that may buy it; None: the credit type's buyers.
@@ -172,7 +174,7 @@ class Migration(_Strict):
     """A legacy tier table (seed 003): `migrate` grants `tiers[tier]` credits once."""
 
     credit_type: Name
-    tiers: dict[Name, PositiveAmount]
+    tiers: dict[Name, PositiveCredits]
 
 
 class Catalog(_Strict):
@@ -188,6 +190,13 @@ class Catalog(_Strict):
     plans: dict[Name, Plan]
     packs: dict[Name, Pack] = {}
     migration: Migration | None = None
+
+    def require_credit_type(self, name: str) -> CreditType:
+        """The credit type, or `invalid_command` for a name this catalog does not have."""
+        spec = self.credit_types.get(name)
+        if spec is None:
+            raise LedgerError(ErrorCode.invalid_command, f"no credit type {name!r} in the catalog")
+        return spec
 
     def priority_of(self, source: LotSource) -> int:
         return self.priorities.get(source, DEFAULT_PRIORITIES[source])

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from domain.errors import ErrorCode, LedgerError
+from domain.results import CommandResult
 
 
 class _Model(BaseModel):
@@ -44,14 +45,14 @@ class Reply(_Model):
         command_id: str,
         account_id: str,
         balances: dict[str, dict[str, Any]],
-        result: dict[str, Any],
+        result: CommandResult,
     ) -> Reply:
         return cls(
             command_id=command_id,
             account_id=account_id,
             status="accepted",
             balances={ct: Balance(**b) for ct, b in balances.items()},
-            result=result,
+            result=result.to_json(),
         )
 
     @classmethod

@@ -21,6 +21,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
 
+from domain import results
 from domain.account import Account, Context
 from domain.catalog import Catalog
 from domain.clock import Clock
@@ -248,7 +249,7 @@ class LedgerService:
 
     def _execute(
         self, account: Account | None, command: Command, now: datetime
-    ) -> tuple[Account | None, dict[str, Any] | LedgerError]:
+    ) -> tuple[Account | None, results.CommandResult | LedgerError]:
         """Run the command on the batch's copy of the account (see `_replayed` for refusals)."""
         if isinstance(command, OpenAccount):
             if account is not None:
@@ -259,7 +260,7 @@ class LedgerService:
                 opened = Account.open(ctx, command.account_id, command.plan)
             except LedgerError as e:
                 return None, e
-            return opened, {"plan": command.plan}
+            return opened, results.Opened(command.plan)
         if account is None:
             return None, LedgerError(ErrorCode.unknown_account, f"no account {command.account_id}")
         work = account
@@ -273,7 +274,7 @@ class LedgerService:
             return account, error
         fields = command.model_dump(exclude={"type", "command_id", "account_id"})
         try:
-            result: dict[str, Any] = getattr(work, command.type)(ctx, **fields)
+            result: results.CommandResult = getattr(work, command.type)(ctx, **fields)
         except LedgerError as e:
             return work, e
         return work, result

@@ -274,11 +274,11 @@ class LedgerMachine(RuleBasedStateMachine):
             self.send(
                 "purchase",
                 account,
-                credit_type=request["credit_type"],
+                credit_type=request.credit_type,
                 top_up_id=top_up_id,
                 payment_reference=f"pi_{self.sent}",
-                amount_paid=request["price_cents"],
-                currency=request["currency"],
+                amount_paid=request.price_cents,
+                currency=request.currency,
             )
         else:
             self.send("fail_top_up", account, top_up_id=top_up_id, reason="card_declined")
@@ -335,8 +335,8 @@ class LedgerMachine(RuleBasedStateMachine):
             for ct, spec in CATALOG.credit_types.items():
                 lots_in, overdraft, debt = expected.get(ct, (0, 0, 0))
                 assert folded.lots_total(ct) == lots_in, (ct, folded.lots)
-                assert folded.overdraft.get(ct, 0) == overdraft
-                assert folded.debt.get(ct, 0) == debt
+                assert folded.owed.overdraft.get(ct, 0) == overdraft
+                assert folded.owed.debt.get(ct, 0) == debt
                 available = folded.available(ct)
                 assert available == lots_in - folded.held(ct) - overdraft - debt
                 assert available + debt >= spec.overdraft_floor
