@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from eventsourcing.utils import get_topic
 
 from projections.batch import BatchState, Row
 from projections.event_log import Logged
@@ -114,7 +115,8 @@ async def record_skip(
 ) -> None:
     """Note that `tracking` went past the event at `logged.position` without applying it."""
     event = logged.event
-    topic = getattr(event, "topic", None) or f"{type(event).__module__}:{type(event).__qualname__}"
+    # The topic it is stored under (an event class may pin an older one than its module path).
+    topic = getattr(event, "topic", None) or get_topic(type(event))
     await conn.execute(
         f"INSERT INTO {SKIPPED} (projection, position, originator_id, originator_version, "
         "topic, error, skipped_at) VALUES ($1, $2, $3, $4, $5, $6, now()) "

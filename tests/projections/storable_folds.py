@@ -56,8 +56,8 @@ def balances(account: Account, events: list[Account.Event]) -> dict[str, dict[st
             "held": account.held(credit_type),
             "allocation_remaining": sum(lot.unheld for lot in lots if lot.source == "allocation"),
             "purchased_remaining": sum(lot.unheld for lot in lots if lot.paid),
-            "overdraft": account.overdraft.get(credit_type, 0),
-            "debt": account.debt.get(credit_type, 0),
+            "overdraft": account.owed.overdraft.get(credit_type, 0),
+            "debt": account.owed.debt.get(credit_type, 0),
             "next_reset_at": when(allocation.period_end) if allocation else None,
         }
     return result
