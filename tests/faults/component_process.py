@@ -29,6 +29,7 @@ def component_env(settings: Settings, **extra: str) -> dict[str, str]:
         "CREDITS_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
         "CREDITS_HTTP_PORT": str(settings.http_port),
+        "CREDITS_OPS_PORT": str(settings.ops_port),
         "CREDITS_LOG_FORMAT": "json",
         "CREDITS_LOG_LEVEL": "INFO",
         **extra,

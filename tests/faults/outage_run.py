@@ -84,6 +84,7 @@ class OutageRun:
                 "pg_database": f"credits_faults_{run_id}",
                 "topic_prefix": f"faults-{run_id}.",
                 "http_port": free_port(),
+                "ops_port": free_port(),
             }
         )
         self.log_dir = log_dir

@@ -61,7 +61,9 @@ async def during_kafka_outage(
     await create_topics(settings)
     processes = {
         run: ComponentProcess(
-            run, settings.model_copy(update={"http_port": free_port()}), stop_log_dir
+            run,
+            settings.model_copy(update={"http_port": free_port(), "ops_port": free_port()}),
+            stop_log_dir,
         )
         for run in RUNS
     }
