@@ -6,6 +6,7 @@ defaults, which point at the local stack that `infra/postgres.sh` and `infra/kaf
 
 from __future__ import annotations
 
+import socket
 from enum import StrEnum
 from pathlib import Path
 
@@ -48,6 +49,11 @@ class Settings(BaseSettings):
     # One replica on the local single node; production sets 3.
     topic_replication_factor: int = Field(default=1, ge=1, le=5)
     kafka_request_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    # The ledger's static membership of its consumer group (`group.instance.id`): a ledger that
+    # restarts under the same id takes its partitions back at once. Unique per running ledger
+    # (two with one id fence each other); the host name suits one ledger per host or pod.
+    # Empty: dynamic membership (a restart waits for the old session to expire, ~10 s).
+    ledger_instance_id: str = Field(default_factory=socket.gethostname, max_length=249)
 
     # HTTP API.
     http_host: str = "127.0.0.1"

@@ -51,7 +51,7 @@ class RunningLedger:
     async def start(self) -> None:
         self.task = asyncio.create_task(self.consumer.run(self.stop))
         async with asyncio.timeout(30):
-            while not self.consumer.state.ready:
+            while self.consumer.state.phase != "consuming":
                 await asyncio.sleep(0.05)
 
     async def close(self) -> None:
