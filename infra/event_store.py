@@ -71,6 +71,14 @@ class StoredReply:
     correlation_id: bytes | None
 
 
+class StaleRead(IntegrityError):
+    """An account a save decided on without changing it was written since it was read.
+
+    A refusal writes no event, so no version conflict would catch a decision taken on a cached
+    account that another writer has moved on: the save checks those accounts' versions.
+    """
+
+
 class KafkaPositionConflict(PersistenceError):
     """Another consumer moved the partition's position: this batch was applied already.
 
@@ -122,6 +130,10 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             "SELECT e.originator_id, e.originator_version FROM {events} e "
             "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, originator_version) "
             "USING (originator_id, originator_version)"
+        ).format(events=Identifier(self.datastore.schema, self.events_table_name))
+        self.select_versions_statement = SQL(
+            "SELECT originator_id, max(originator_version) AS version FROM {events} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
         ).format(events=Identifier(self.datastore.schema, self.events_table_name))
         # One round trip for a whole batch: the keys travel as two parallel arrays.
         self.select_receipts_statement = SQL(
@@ -293,6 +305,13 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
+        read_versions: dict[str, int] = kwargs.get("read_versions") or {}
+        if read_versions:
+            curs.execute(self.select_versions_statement, (list(read_versions),))
+            stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+            stale = sorted(a for a, version in read_versions.items() if stored.get(a) != version)
+            if stale:
+                raise StaleRead(f"accounts written since they were read: {stale[:5]}")
         positions: Sequence[KafkaPosition] = kwargs.get("kafka_positions") or ()
         for position in positions:
             curs.execute(

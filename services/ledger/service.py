@@ -129,11 +129,21 @@ class LedgerService:
                     decisions = self._decide(parsed, self.clock.now(), read_receipts=True)
                 changed = [a for a in decisions.accounts.values() if a and a.pending_events]
                 extra = save_with_replies(decisions.replies) if save_with_replies else {}
+                # Accounts decided on but not changed (a refusal writes nothing): the save
+                # checks that no other writer moved them on since they were read.
+                read = {
+                    account_id: account.version
+                    for account_id, account in decisions.accounts.items()
+                    if account is not None and not account.pending_events
+                }
+                if read:
+                    extra["read_versions"] = read
                 recordings = self.app.save(
                     *changed, receipts=decisions.receipts, **save_kwargs, **extra
                 )
             except IntegrityError as conflict:
-                # Someone else wrote these accounts: what is cached of them is stale.
+                # Someone else wrote these accounts (a version conflict, or a stale read): what
+                # is cached of them is stale.
                 self.app.forget(touched)
                 if attempt == self.max_attempts:
                     raise
