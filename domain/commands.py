@@ -302,7 +302,7 @@ def _describe(error: ValidationError) -> str:
     # Union branches (a metadata value is text, an integer or null) are not fields either.
     location = location[:2] + [p for p in location[2:] if not str(p).startswith(_BRANCHES)]
     field = ".".join(_quotable(part) for part in location) or "<command>"
-    message = first["msg"].removeprefix("Value error, ")
+    message = _quotable(first["msg"].removeprefix("Value error, "))  # it may quote the input
     return f"{field}: {message}"
 
 
@@ -311,7 +311,7 @@ _BRANCHES = ("function-", "int", "none")
 
 
 def _quotable(part: str | int) -> str:
-    """A location part fit to quote in a reply: map keys are the sender's text, any text."""
+    """Text fit to quote in a reply: map keys and some messages hold the sender's text."""
     return str(part).replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 

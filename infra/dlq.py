@@ -21,6 +21,7 @@ headers (under 2 KiB): about 580 KiB, whatever the original.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -70,7 +71,7 @@ def dead_letter(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    headers: tuple[tuple[str, bytes | None], ...] | list[tuple[str, bytes | None]] = (),
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> DeadLetter:
     own: list[tuple[str, bytes]] = [
         ("error.code", code.value.encode()),
