@@ -223,6 +223,7 @@ class LedgerConsumer:
             raise
         except Exception as error:
             log.exception("a batch failed unexpectedly; it is read again", records=len(records))
+            self.state.unexpected_failures += 1
             self._health.trouble("batch", f"a batch failed: {error!r}")
             self._poller.rewind(records)
             with suppress(TimeoutError):

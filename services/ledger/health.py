@@ -31,6 +31,8 @@ class LedgerConsumerState:
     replies_resent: int = 0
     # Kafka batches aiokafka could not parse, read again by services/ledger/unreadable.py.
     unreadable_batches: int = 0
+    # Batches that failed in a way nothing foresaw, read again after a pause (see consumer).
+    unexpected_failures: int = 0
 
 
 class Health:
