@@ -27,14 +27,14 @@ from hypothesis import strategies as st
 from domain.account import Account
 from infra.dlq import DlqCode
 from infra.event_store import event_store_env
-from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import delete_topics
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from services.ledger.replies import FALLBACK_HEADER
 from tests.ledger_harness import RunningLedger, own_topics
-from tests.raw_records import RawName, raw_header_names
+from tests.raw_records import RawName, produce_raw
 
 pytestmark = pytest.mark.integration
 
@@ -210,25 +210,28 @@ async def test_every_good_command_applies_once_and_every_bad_record_is_dead_lett
     commands_topic = topics.topic(Topic.COMMANDS)
 
     bad_positions: set[tuple[int, int]] = set()
-    with raw_header_names():
-        producer = acknowledged_producer(topics, "credits-tests", max_request_size=2 * 1024 * 1024)
-        await producer.start()
-        try:
-            for key, value, headers, label in plan.sends:
+    producer = acknowledged_producer(topics, "credits-tests", max_request_size=2 * 1024 * 1024)
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(commands_topic))
+        for key, value, headers, label in plan.sends:
+            if any(isinstance(name, RawName) for name, _ in headers):
+                partition = MURMUR2_PARTITIONER(key, partitions, partitions)
+                offset = await produce_raw(
+                    producer, commands_topic, partition, [(key, value, headers)]
+                )
+            else:
                 sent = await producer.send_and_wait(
                     commands_topic, value=value, key=key, headers=headers
                 )
-                if label == "bad":
-                    bad_positions.add((sent.partition, sent.offset))
-        finally:
-            await producer.stop()
+                partition, offset = sent.partition, sent.offset
+            if label == "bad":
+                bad_positions.add((partition, offset))
+    finally:
+        await producer.stop()
 
-    replies = await _read_until(
-        topics, topics.topic(Topic.REPLIES), lambda seen: set(plan.good) <= set(seen), _by_id
-    )
-    dead = await _read_until(
-        topics, topics.topic(Topic.DLQ), lambda seen: bad_positions <= set(seen), _by_source
-    )
+    replies = await _read_until(topics, topics.topic(Topic.REPLIES), set(plan.good), _by_id)
+    dead = await _read_until(topics, topics.topic(Topic.DLQ), bad_positions, _by_source)
 
     for command_id in plan.good:
         answers = replies[command_id]
@@ -264,6 +267,59 @@ async def test_every_good_command_applies_once_and_every_bad_record_is_dead_lett
     )
 
 
+async def test_a_record_batch_aiokafka_cannot_parse_loses_none_of_its_records(
+    hostile_topics: Settings, ledger: RunningLedger
+) -> None:
+    """Good commands before and after a header name that is not UTF-8, in one record batch,
+    and records of other partitions polled with it: all applied, the bad record dead-lettered."""
+    topics = hostile_topics
+    commands_topic = topics.topic(Topic.COMMANDS)
+    run = uuid.uuid4().hex[:6]
+    producer = acknowledged_producer(topics, "credits-tests")
+    await producer.start()
+    try:
+        partitions = sorted(await producer.partitions_for(commands_topic))
+        by_partition: dict[int, str] = {}
+        for n in range(200):
+            account = f"batch-{run}-{n}"
+            by_partition.setdefault(
+                MURMUR2_PARTITIONER(account.encode(), partitions, partitions), account
+            )
+        accounts = [by_partition[p] for p in partitions]
+        bodies = [_command(a, "open_account", plan="pro") for a in accounts]
+        for body in bodies[1:]:
+            await producer.send_and_wait(
+                commands_topic,
+                value=json.dumps(body).encode(),
+                key=body["account_id"].encode(),
+                headers=[("correlation_id", body["command_id"].encode())],
+            )
+        first = bodies[0]
+        spends = [_command(first["account_id"], "consume", action="lookup") for _ in range(2)]
+        raw_batch: list[Any] = []
+        for good in [first, spends[0], None, spends[1]]:
+            if good is None:  # between good commands of the same batch
+                bad_headers = [(RawName(b"\xfe\xff"), b"v"), ("correlation_id", b"bad")]
+                raw_batch.append((first["account_id"].encode(), b"{}", bad_headers))
+                continue
+            headers = [("correlation_id", good["command_id"].encode())]
+            raw_batch.append((good["account_id"].encode(), json.dumps(good).encode(), headers))
+        base = await produce_raw(producer, commands_topic, partitions[0], raw_batch)
+    finally:
+        await producer.stop()
+
+    expected = {b["command_id"] for b in [*bodies, *spends]}
+    replies = await _read_until(topics, topics.topic(Topic.REPLIES), expected, _by_id)
+    dead = await _read_until(
+        topics, topics.topic(Topic.DLQ), {(partitions[0], base + 2)}, _by_source
+    )
+
+    assert all(json.loads(replies[c][0]["value"])["status"] == "accepted" for c in expected)
+    assert dead[(partitions[0], base + 2)][0]["headers"]["error.code"] == b"undecodable"
+    events = _stored_events(topics, first["account_id"])
+    assert sum(isinstance(e, Account.Consumed) for e in events) == 2
+
+
 def _by_id(record: Any) -> Any:
     return dict(record.headers).get("correlation_id", b"").decode("utf-8", "replace")
 
@@ -274,9 +330,9 @@ def _by_source(record: Any) -> Any:
 
 
 async def _read_until(
-    topics: Settings, topic: str, done: Any, key_of: Any
+    topics: Settings, topic: str, expected: set[Any], key_of: Any
 ) -> dict[Any, list[dict[str, Any]]]:
-    """Every record of `topic` from the start, grouped by `key_of`, until `done(groups)`."""
+    """Every record of `topic` from the start, grouped by `key_of`, until all `expected` came."""
     consumer = kafka_consumer(topics, client_id="credits-tests", group_id=None)
     await consumer.start()
     seen: dict[Any, list[dict[str, Any]]] = {}
@@ -284,13 +340,15 @@ async def _read_until(
         partitions = [TopicPartition(topic, p) for p in range(topics.topic_partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        async with asyncio.timeout(READ_TIMEOUT_SECONDS):
-            while not done(seen):
-                batch = await consumer.getmany(timeout_ms=500)
-                for records in batch.values():
-                    for record in records:
-                        entry = {"value": record.value, "headers": dict(record.headers)}
-                        seen.setdefault(key_of(record), []).append(entry)
+        deadline = asyncio.get_running_loop().time() + READ_TIMEOUT_SECONDS
+        while not expected <= set(seen):
+            missing = sorted(expected - set(seen))
+            assert asyncio.get_running_loop().time() < deadline, f"never came: {missing}"
+            batch = await consumer.getmany(timeout_ms=500)
+            for records in batch.values():
+                for record in records:
+                    entry = {"value": record.value, "headers": dict(record.headers)}
+                    seen.setdefault(key_of(record), []).append(entry)
     finally:
         await consumer.stop()
     return seen
