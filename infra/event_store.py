@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import eventsourcing.postgres as es_postgres
+import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -349,6 +350,24 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
                 [(r.account_id, r.command_id, r.payload_sha256, r.reply_json) for r in receipts],
             )
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def server_answers(self) -> bool:
+        """Whether the server accepts a connection now: a fresh one, not one of the pool's.
+
+        After an outage the pool retries its lost connections with a backoff that doubles up to
+        minutes (psycopg_pool), so it may take that long to hand out a connection again. A
+        caller that asks the server itself, and calls `drop_broken_connections` once it
+        answers, has fresh connections at once.
+        """
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict), "eventsourcing passes connection kwargs as a dict"
+        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
+        timeout_seconds = max(1, int(self.datastore.pool.timeout))
+        try:
+            with psycopg.connect(**kwargs, connect_timeout=timeout_seconds):
+                return True
+        except psycopg.Error:
+            return False
 
     def drop_broken_connections(self) -> None:
         """After a database error: the pool's idle connections are tested, broken ones replaced.

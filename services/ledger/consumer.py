@@ -296,16 +296,28 @@ class LedgerConsumer:
         )
 
     async def _retry_database(self, attempt: Callable[[], Awaitable[T]], doing: str) -> T:
-        async def drop_broken_connections() -> None:
-            await asyncio.to_thread(self.recorder.drop_broken_connections)
+        failed = False
+
+        async def attempt_when_it_answers() -> T:
+            nonlocal failed
+            if failed:
+                # Not through the pool while the server is away (its reconnection backoff
+                # grows to minutes): once the server answers, broken connections are replaced.
+                if not await asyncio.to_thread(self.recorder.server_answers):
+                    raise OperationalError("PostgreSQL does not accept connections")
+                await asyncio.to_thread(self.recorder.drop_broken_connections)
+            try:
+                return await attempt()
+            except DATABASE_FAILURES:
+                failed = True
+                raise
 
         return await retry(
-            attempt,
+            attempt_when_it_answers,
             doing=doing,
             retry_on=DATABASE_FAILURES,
             stop=self._stop,
             on_state=self._health.on_state(doing),
-            before_retry=drop_broken_connections,
         )
 
     # ------------------------------------------------------------------ rebalances
