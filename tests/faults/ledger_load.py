@@ -1,7 +1,6 @@
-"""A `credits run ledger` process under steady load, and what it answered, for fault tests.
+"""Steady load on a ledger process, and what it answered, for fault tests.
 
-`LedgerProcess` runs the ledger as production does (its own process, JSON logs kept in a
-file). `SteadyLoad` sends consumes at a fixed rate to a set of accounts, each command counted
+`SteadyLoad` sends consumes at a fixed rate to a set of accounts, each command counted
 as acknowledged only once Kafka acknowledged it, and reads every reply with the time it came.
 `check_exactly_once` then says whether every acknowledged command was answered and applied
 exactly once.
@@ -11,16 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -30,7 +23,7 @@ from infra.event_store import event_store_env
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
-from infra.settings import PROJECT_DIR, Settings, Topic
+from infra.settings import Settings, Topic
 from services.ledger.service import LedgerService, SystemClock
 from tests.ledger_harness import DEMO
 
@@ -39,72 +32,6 @@ START_TIMEOUT_SECONDS = 60.0
 ANSWER_TIMEOUT_SECONDS = 120.0
 # How long a command may wait for Kafka's acknowledgement before the load counts it unsent.
 SEND_TIMEOUT_SECONDS = 5.0
-
-
-class LedgerProcess:
-    """`python -m services.cli run ledger` against `settings`, its log in `log_path`."""
-
-    def __init__(self, settings: Settings, log_path: Path, *, instance_id: str) -> None:
-        self.settings = settings
-        self.log_path = log_path
-        self.instance_id = instance_id
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "CREDITS_PG_PORT": str(self.settings.pg_port),
-            "CREDITS_PG_DATABASE": self.settings.pg_database,
-            "CREDITS_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
-            "CREDITS_TOPIC_PREFIX": self.settings.topic_prefix,
-            "CREDITS_LEDGER_INSTANCE_ID": self.instance_id,
-            "CREDITS_LOG_FORMAT": "json",
-            "CREDITS_LOG_LEVEL": "INFO",
-        }
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", "run", "ledger"],
-                env=env,
-                cwd=PROJECT_DIR,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def kill(self) -> None:
-        """kill -9: no shutdown at all, as a crashed host."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-
-    def terminate(self, timeout_seconds: float) -> float:
-        """SIGTERM; returns the seconds it took to exit (raises if it did not in time)."""
-        assert self.process is not None
-        started = time.monotonic()
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout_seconds)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
-            raise
-        return time.monotonic() - started
-
-    def log_events(self) -> list[dict[str, Any]]:
-        events = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                events.append(json.loads(line))
-            except ValueError:
-                continue
-        return events
 
 
 @dataclass

@@ -20,13 +20,9 @@ import pytest
 from infra.kafka_topics import create_topics
 from infra.settings import Settings
 from tests.databases import fresh_database
-from tests.faults.ledger_load import (
-    LedgerProcess,
-    SteadyLoad,
-    check_exactly_once,
-    open_accounts,
-)
+from tests.faults.ledger_load import SteadyLoad, check_exactly_once, open_accounts
 from tests.faults.private_stack import LOCAL_DIR, PrivateStack
+from tests.ledger_process import LedgerProcess
 
 pytestmark = pytest.mark.faults
 
