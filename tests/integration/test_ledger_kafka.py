@@ -18,7 +18,9 @@ from eventsourcing.persistence import OperationalError
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
+from infra.metrics import REPLY_TO_FALLBACKS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger import consumer as consumer_module
@@ -403,3 +405,42 @@ async def test_a_restarted_database_leaves_dead_connections_that_do_not_halt_the
     replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=4))
     assert [replies[b["command_id"]][0]["status"] for b in spends] == ["accepted"] * 3
     assert consumer.state.ready, consumer.state.reason
+
+
+async def test_a_reply_to_a_missing_topic_is_answered_on_the_default_topic_and_counted(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    ledger = await start_ledger()
+    account = f"replyto-{uuid.uuid4().hex[:6]}"
+    own_topic = f"{topics.topic_prefix}client-replies"
+    missing_topic = f"{topics.topic_prefix}nobody-created-this"
+    await create_topics(topics, [own_topic])
+    fallbacks = REPLY_TO_FALLBACKS.labels(reason="unknown_topic")
+    before = fallbacks._value.get()
+    opened = command(account, "open_account", plan="pro")
+    spend = command(account, "consume", action="lookup", quantity=1)
+    for body, reply_to in [(opened, missing_topic), (spend, own_topic)]:
+        await kafka.produce(
+            topics.topic(Topic.COMMANDS),
+            account,
+            json.dumps(body).encode(),
+            headers=[
+                ("correlation_id", body["command_id"].encode()),
+                ("reply_to", reply_to.encode()),
+            ],
+        )
+
+    try:
+        (fallen_back,) = await kafka.read(topics.topic(Topic.REPLIES), count=1)
+        (asked_for,) = await kafka.read(own_topic, count=1)
+    finally:
+        await delete_topics(topics, [own_topic])
+
+    headers = dict(fallen_back.headers)
+    assert headers["correlation_id"] == opened["command_id"].encode()
+    assert headers["reply_to.error"] == f"unknown_topic ({missing_topic})".encode()
+    assert json.loads(fallen_back.value or b"")["status"] == "accepted"
+    assert dict(asked_for.headers) == {"correlation_id": spend["command_id"].encode()}
+    assert fallbacks._value.get() == before + 1
+    # The producer was never asked to send there (it would wait a metadata timeout).
+    assert missing_topic not in ledger.consumer._producer.client._topics
