@@ -36,11 +36,5 @@ def configure_logging(level: str, log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # FastStream gives its loggers a coloured handler of their own and stops them propagating:
-    # its lines (rebalances, the ledger consumer's) would bypass the renderer.
-    faststream = logging.getLogger("faststream")
-    faststream.handlers[:] = []
-    faststream.propagate = True
-    faststream.setLevel(logging.NOTSET)  # and obey CREDITS_LOG_LEVEL like every other logger
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
