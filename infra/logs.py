@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 
 import structlog
+
+# A library line repeated within this window is counted, not written (see `RepeatedLines`).
+REPEAT_WINDOW_SECONDS = 60.0
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -27,6 +31,7 @@ def configure_logging(level: str, log_format: str) -> None:
     )
     # Library logs (uvicorn, aiokafka, eventsourcing) go through the same renderer.
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RepeatedLines(("aiokafka",), REPEAT_WINDOW_SECONDS))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -38,3 +43,38 @@ def configure_logging(level: str, log_format: str) -> None:
     root.setLevel(level.upper())
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+class RepeatedLines(logging.Filter):
+    """One line per message and window from chatty libraries, with how many were held back.
+
+    aiokafka logs every reconnect attempt, about ten lines a second per client, for as long as a
+    broker is away (3,000 lines in a 30 s outage): the components say once that Kafka is away
+    (readiness) and the library's first line of each kind says how. Lines are told apart by
+    their message template, not by the values in them.
+    """
+
+    MAX_REMEMBERED = 1000
+
+    def __init__(self, prefixes: tuple[str, ...], window_seconds: float) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.window_seconds = window_seconds
+        # (logger, template) -> (when last written, lines held back since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        now = time.monotonic()
+        written_at, held_back = self._seen.get(key, (float("-inf"), 0))
+        if now - written_at < self.window_seconds:
+            self._seen[key] = (written_at, held_back + 1)
+            return False
+        if held_back:
+            record.msg = f"{record.msg} [{held_back} more like this in the last minute]"
+        if len(self._seen) >= self.MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
+        return True

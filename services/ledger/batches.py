@@ -91,7 +91,7 @@ class BatchApplier:
             outgoing += await self._stored_replies_of(replayed)
         if fresh:
             try:
-                outgoing += await self._apply_fresh(fresh)
+                outgoing += await self._apply_fresh(fresh, positions)
             except PositionMoved as moved:
                 # Someone else applied these: read where partitions stand, and let the next
                 # poll deliver them again, as replayed records.
@@ -133,20 +133,27 @@ class BatchApplier:
             records = [r for r in records if r.partition != partition]
         return records
 
-    async def _apply_fresh(self, fresh: list[CommandRecord]) -> list[StoredReply]:
+    async def _apply_fresh(
+        self, fresh: list[CommandRecord], stored: dict[int, int]
+    ) -> list[StoredReply]:
         decoded = [decode(r) for r in fresh]
         poisons = [d for d in decoded if isinstance(d, Poison)]
         if poisons:
             # Before the database commit: a crash after it must not lose a DLQ record.
             await self.dead_letter(poisons)
-        return await self._apply_decoded(decoded)
+        return await self._apply_decoded(decoded, stored)
 
-    async def _apply_decoded(self, decoded: list[Decoded | Poison]) -> list[StoredReply]:
+    async def _apply_decoded(
+        self, decoded: list[Decoded | Poison], stored: dict[int, int]
+    ) -> list[StoredReply]:
         """One transaction for these records; a command that makes it fail for good is found
-        by halving, dead-lettered, and the rest applied (in order, so positions stay exact)."""
+        by halving, dead-lettered, and the rest applied (in order, so positions stay exact).
+
+        `stored` is the positions this batch started from (a rebalance meanwhile drops
+        `self.positions`; the compare-and-set then tells whether they still hold)."""
         commands = [d for d in decoded if isinstance(d, Decoded)]
         poisons = [d for d in decoded if isinstance(d, Poison)]
-        positions = self._next_positions([d.record for d in decoded])
+        positions = self._next_positions([d.record for d in decoded], stored)
 
         def keep_replies(replies: list[Reply]) -> dict[str, Any]:
             return {"kafka_replies": self._stored_replies(commands, replies, poisons)}
@@ -189,22 +196,25 @@ class BatchApplier:
         try:
             replies: list[Reply] = await self.retry_database(attempt, "applying commands")
         except RecordFault as fault:
-            return await self._isolate(decoded, commands, fault)
+            return await self._isolate(decoded, commands, fault, stored)
         LEDGER_BATCH_SECONDS.labels(phase="apply").observe(time.perf_counter() - started)
-        assert self.positions is not None
         for position in positions:
-            self.positions[position.partition] = position.next_offset
+            stored[position.partition] = position.next_offset
         self._count(replies, poisons)
         # Sent with their positions now; a resend after a crash carries the stored copy.
         return self._stored_replies(commands, replies, poisons)
 
     async def _isolate(
-        self, decoded: list[Decoded | Poison], commands: list[Decoded], fault: RecordFault
+        self,
+        decoded: list[Decoded | Poison],
+        commands: list[Decoded],
+        fault: RecordFault,
+        stored: dict[int, int],
     ) -> list[StoredReply]:
         if len(commands) > 1:
             half = len(decoded) // 2
-            first = await self._apply_decoded(decoded[:half])
-            return first + await self._apply_decoded(decoded[half:])
+            first = await self._apply_decoded(decoded[:half], stored)
+            return first + await self._apply_decoded(decoded[half:], stored)
         if not commands:
             raise fault  # nothing left to blame: the consumer reads the batch again
         bad = commands[0]
@@ -221,10 +231,11 @@ class BatchApplier:
             ),
         )
         await self.dead_letter([poison])
-        return await self._apply_decoded([poison if d is bad else d for d in decoded])
+        return await self._apply_decoded([poison if d is bad else d for d in decoded], stored)
 
-    def _next_positions(self, records: list[CommandRecord]) -> list[KafkaPosition]:
-        assert self.positions is not None
+    def _next_positions(
+        self, records: list[CommandRecord], stored: dict[int, int]
+    ) -> list[KafkaPosition]:
         last_offsets: dict[int, int] = {}
         for record in records:
             last_offsets[record.partition] = max(
@@ -235,7 +246,7 @@ class BatchApplier:
                 consumer_group=self.consumer_group,
                 topic=self.commands_topic,
                 partition=partition,
-                expected_offset=self.positions.get(partition),
+                expected_offset=stored.get(partition),
                 next_offset=last + 1,
             )
             for partition, last in sorted(last_offsets.items())

@@ -194,7 +194,11 @@ class LedgerConsumer:
         await self._retry_kafka(self._producer.start, "connecting the producer to Kafka")
         self._kafka.subscribe([self.commands_topic], listener=_Rebalance(self))
         await self._retry_kafka(self._kafka.start, "connecting the consumer to Kafka")
-        committing = asyncio.create_task(self._commit_until_stopped(), name="ledger-commit")
+        background = [
+            asyncio.create_task(self._commit_until_stopped(), name="ledger-commit"),
+            # Of its own: a commit or a delivery may wait on Kafka as long as it is away.
+            asyncio.create_task(self._watch_kafka(), name="ledger-kafka-watch"),
+        ]
         self._health.phase("consuming")
         log.info("consuming", topic=self.commands_topic, group=self.consumer_group)
         try:
@@ -203,9 +207,9 @@ class LedgerConsumer:
                 if records:
                     await self._apply(records)
         finally:
-            committing.cancel()
-            with suppress(asyncio.CancelledError):
-                await committing
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
     async def _shut_down(self) -> None:
         self._health.phase("stopped")
@@ -249,8 +253,7 @@ class LedgerConsumer:
         """Commits delivered offsets every COMMIT_INTERVAL_SECONDS until the ledger stops.
 
         A delivery that failed is sent again here too: with no batch after it, nothing else
-        would, and its senders would wait for replies until the next command came. While idle,
-        it asks Kafka whether it is there, so that readiness says so when it is not.
+        would, and its senders would wait for replies until the next command came.
         """
         while not self._stop.is_set():
             with suppress(TimeoutError):
@@ -260,24 +263,30 @@ class LedgerConsumer:
                 if delivery is not None and delivery.acknowledged.done():
                     await self._pipeline.settle()
                 await self._offsets.commit()
-                await self._check_kafka_when_idle()
             except (Stopped, asyncio.CancelledError):
                 return
             except Exception:
                 log.exception("committing offsets failed; trying again")
 
-    async def _check_kafka_when_idle(self) -> None:
-        answered_at = max(self._kafka_answered_at, self._poller.answered_at)
-        if time.monotonic() - answered_at < KAFKA_CHECK_INTERVAL_SECONDS:
-            return
-        try:
-            async with asyncio.timeout(self.settings.kafka_request_timeout_seconds):
-                await self._producer.client.fetch_all_metadata()
-        except (TimeoutError, KafkaError, OSError) as error:
-            self._health.trouble("kafka", f"Kafka does not answer: {error!r}")
-            return
-        self._kafka_answered_at = time.monotonic()
-        self._health.clear("kafka")
+    async def _watch_kafka(self) -> None:
+        """Says whether Kafka answers: it answered lately (records, acknowledgements), or it
+        answers a metadata request now. Replies waiting for acknowledgements say nothing by
+        themselves while the broker is away, and an idle ledger sends nothing."""
+        while not self._stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), KAFKA_CHECK_INTERVAL_SECONDS)
+            answered_at = max(self._kafka_answered_at, self._poller.answered_at)
+            if time.monotonic() - answered_at < KAFKA_CHECK_INTERVAL_SECONDS:
+                self._health.clear("kafka")
+                continue
+            try:
+                async with asyncio.timeout(self.settings.kafka_request_timeout_seconds):
+                    await self._producer.client.fetch_all_metadata()
+            except (TimeoutError, KafkaError, OSError) as error:
+                self._health.trouble("kafka", f"Kafka does not answer: {error!r}")
+                continue
+            self._kafka_answered_at = time.monotonic()
+            self._health.clear("kafka")
 
     async def _commit_pending(self) -> None:
         """On a clean stop or a rebalance: what was applied and answered need not be replayed."""

@@ -13,7 +13,9 @@ import json
 import time
 import uuid
 from collections import Counter
+from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
@@ -32,6 +34,7 @@ START_TIMEOUT_SECONDS = 60.0
 ANSWER_TIMEOUT_SECONDS = 120.0
 # How long a command may wait for Kafka's acknowledgement before the load counts it unsent.
 SEND_TIMEOUT_SECONDS = 5.0
+CLIENT_STOP_SECONDS = 5.0
 
 
 @dataclass
@@ -70,6 +73,7 @@ class SteadyLoad:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
+        # Its clients stop within CLIENT_STOP_SECONDS even with the broker away.
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def longest_silence_seconds(self, since: float) -> float:
@@ -119,7 +123,7 @@ class SteadyLoad:
                 self.acknowledged[command_id] = account
                 await asyncio.sleep(pause)
         finally:
-            await producer.stop()
+            await _stop_within(producer.stop())
 
     async def _read_replies(self) -> None:
         topic = self.settings.topic(Topic.REPLIES)
@@ -143,7 +147,13 @@ class SteadyLoad:
                         self.answers.setdefault(command_id, []).append(status)
                         self.answered_at.setdefault(command_id, now)
         finally:
-            await consumer.stop()
+            await _stop_within(consumer.stop())
+
+
+async def _stop_within(stopping: Any) -> None:
+    """A client's stop waits for the broker; a test that killed it must not wait for ever."""
+    with suppress(Exception):
+        await asyncio.wait_for(stopping, CLIENT_STOP_SECONDS)
 
 
 def open_accounts(settings: Settings, accounts: list[str]) -> None:

@@ -171,10 +171,10 @@ class CrashAfterDatabaseCommit(LedgerConsumer):
         super().__init__(*args, **kwargs)
         apply_fresh = self._batches._apply_fresh
 
-        async def crash_after(fresh: Any) -> Any:
+        async def crash_after(fresh: Any, stored: Any) -> Any:
             if self.crashed.is_set():
                 raise asyncio.CancelledError  # a dead process applies nothing more
-            await apply_fresh(fresh)
+            await apply_fresh(fresh, stored)
             self.crashed.set()
             raise asyncio.CancelledError  # killed between the database commit and the rest
 

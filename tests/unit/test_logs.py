@@ -38,3 +38,25 @@ def test_library_lines_come_out_as_json_like_ours(capsys: pytest.CaptureFixture[
         "consuming",
     ]
     assert [line["level"] for line in lines] == ["warning", "info"]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_library_repeating_itself_is_written_once_per_minute(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("INFO", "json")
+    client = logging.getLogger("aiokafka.client")
+    for attempt in range(300):  # a broker away for 30 s: ten attempts a second
+        client.error("Unable connect to node with id %s: attempt %s", 1, attempt)
+    logging.getLogger("aiokafka.consumer.fetcher").error("Failed fetch messages from %s", 1)
+    for _ in range(3):
+        structlog.get_logger("credits.ledger").warning("not ready", reason="Kafka")
+
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    assert [line["event"] for line in lines] == [
+        "Unable connect to node with id 1: attempt 0",
+        "Failed fetch messages from 1",
+        "not ready",
+        "not ready",
+        "not ready",
+    ]
