@@ -56,3 +56,9 @@ REPLY_TO_FALLBACKS = Counter(
     ["reason"],
     registry=REGISTRY,
 )
+COMPONENT_READY = Gauge(
+    "credits_component_ready",
+    "1 while a component of this process can do its work, 0 while it cannot (see /readyz).",
+    ["component"],
+    registry=REGISTRY,
+)

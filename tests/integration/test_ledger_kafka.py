@@ -20,7 +20,7 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
-from infra.metrics import REPLY_TO_FALLBACKS
+from infra.metrics import COMPONENT_READY, REPLY_TO_FALLBACKS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger import consumer as consumer_module
@@ -245,6 +245,7 @@ async def test_a_database_outage_is_retried_until_it_ends_and_skips_nothing(
     # Not ready, saying why, and still trying: no halt, nothing applied, nothing skipped.
     assert down.consumer.state.reason.startswith("applying commands: OperationalError")
     assert READINESS.snapshot()["ledger"].ready is False
+    assert COMPONENT_READY.labels(component="ledger")._value.get() == 0
     assert stored_events(topics, account) == []
 
     down.consumer.back.set()
@@ -255,6 +256,7 @@ async def test_a_database_outage_is_retried_until_it_ends_and_skips_nothing(
         while not down.consumer.state.ready:
             await asyncio.sleep(0.05)
     assert down.consumer.state.reason == "consuming"
+    assert COMPONENT_READY.labels(component="ledger")._value.get() == 1
 
 
 class FirstRepliesLost(LedgerConsumer):
