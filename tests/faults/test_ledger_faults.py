@@ -141,10 +141,10 @@ async def test_kafka_killed_under_load_is_ridden_out_and_a_stop_meanwhile_is_pro
     private_stack.kill_kafka()
     await asyncio.sleep(5)  # both ledgers wait for acknowledgements and retry by now
     stopped_in = other.terminate(STOP_SECONDS)
-    await other_load.close()
     print(f"\na ledger told to stop during the Kafka outage stopped in {stopped_in:.1f} s")
     await asyncio.sleep(25)
     private_stack.start_kafka()
+    await other_load.close()  # its clients stop cleanly once the broker answers
     back_at = time.monotonic()
     await _first_answer_after(load, back_at)
     print(f"Kafka down 30 s: first reply {_since(load, back_at):.1f} s after it answered")
