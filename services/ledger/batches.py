@@ -29,6 +29,8 @@ from services.ledger.service import LedgerService
 log = structlog.get_logger("credits.ledger")
 
 T = TypeVar("T")
+# Longer correlation ids are not echoed (clients use UUIDs: 32 to 36 bytes).
+MAX_CORRELATION_ID_BYTES = 1024
 RetryDatabase = Callable[[Callable[[], Awaitable[Any]], str], Awaitable[Any]]
 
 
@@ -266,9 +268,11 @@ class BatchApplier:
                 partition=record.partition,
                 offset=record.offset,
                 reply_topic=reply_topic(record, self.default_reply_topic),
-                key=reply.account_id.encode() if reply.account_id else record.key,
+                # Keyed by account like the command; a refusal without one needs no key (and
+                # echoing a record's key could make the reply larger than Kafka takes).
+                key=reply.account_id.encode() if reply.account_id else None,
                 value=reply.model_dump_json().encode(),
-                correlation_id=record.header("correlation_id"),
+                correlation_id=_echoed(record.header("correlation_id")),
             )
             for record, reply in sorted(pairs, key=lambda pair: pair[0].offset)
         ]
@@ -315,6 +319,13 @@ class BatchApplier:
             self.state.commands_by_status[status] = self.state.commands_by_status.get(status, 0) + 1
             COMMANDS.labels(status=status, via="kafka").inc()
         self.state.dlq_records += len(poisons)
+
+
+def _echoed(correlation_id: bytes | None) -> bytes | None:
+    """The sender's correlation id, unless too long to send back (a reply must always fit)."""
+    if correlation_id is None or len(correlation_id) > MAX_CORRELATION_ID_BYTES:
+        return None
+    return correlation_id
 
 
 def _ends(records: list[CommandRecord]) -> dict[int, int]:

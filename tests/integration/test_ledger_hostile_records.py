@@ -99,6 +99,10 @@ def bad_record(draw: Any, kind: str, account: str) -> tuple[bytes | None, bytes 
         key = draw(st.one_of(st.none(), st.binary(max_size=10), st.just(b"acct\x00")))
         if key == account.encode():
             key = None
+    elif kind == "huge_key_and_headers":
+        value = json.dumps({**good, "account_id": "a b"}).encode()  # refused, and answered
+        key = b"k" * draw(st.integers(1, 200_000))
+        headers = [("correlation_id", b"c" * 400_000), ("reply_to", b"r" * 300_000)]
     elif kind == "header_name_not_utf8":
         value = json.dumps(good).encode()
         headers.append((RawName(b"\xff" + draw(st.binary(max_size=6))), draw(HEADER_VALUES)))
@@ -129,6 +133,7 @@ BAD_KINDS = [
     "huge",
     "nasty_text",
     "wrong_key",
+    "huge_key_and_headers",
     "header_name_not_utf8",
 ]
 

@@ -23,6 +23,7 @@ from infra.dlq import (
     DlqCode,
     dead_letter,
 )
+from services.ledger.batches import BatchApplier
 from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
 from services.ledger.unreadable import parse_batches
 from tests.raw_records import RawName, record_batch
@@ -214,3 +215,41 @@ def test_a_batch_that_cannot_be_parsed_gives_a_placeholder_per_offset() -> None:
     assert [r.offset for r in batch.records] == [7, 8]
     assert all(r.unreadable and isinstance(decode(r), Poison) for r in batch.records)
     assert batch.aiokafka_cannot_parse()
+
+
+# Far below the producer's 1 MiB per record, whatever the command record held.
+MAX_REPLY_BYTES = 64 * 1024
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    key_size=st.sampled_from([0, 10, 600_000]),
+    correlation_size=st.sampled_from([0, 36, 1024, 1025, 500_000]),
+    value=st.sampled_from(
+        [
+            json.dumps({**GOOD, "account_id": "a b"}).encode(),  # refused: has a command id
+            json.dumps({**GOOD, "type": "x" * 15_000}).encode(),  # quoted in the refusal
+            b"\xff",
+        ]
+    ),
+)
+def test_a_reply_is_small_whatever_the_record_it_answers(
+    key_size: int, correlation_size: int, value: bytes
+) -> None:
+    """A reply carries the sender's correlation id and the account id as key: a record with a
+    huge key or header must not make a reply Kafka would refuse (the ledger would retry it)."""
+    correlation_id = b"c" * correlation_size
+    headers = (("correlation_id", correlation_id),) if correlation_size else ()
+    record = CommandRecord("t", 0, 7, b"k" * key_size, value, headers)
+    poison = decode(record)
+    assert isinstance(poison, Poison)
+    if poison.reply is None:
+        return  # nothing to match it by (no command id, no correlation id): no reply
+    applier: Any = BatchApplier.__new__(BatchApplier)
+    applier.consumer_group, applier.default_reply_topic = "g", "credits.replies"
+
+    (reply,) = BatchApplier._stored_replies(applier, [], [], [poison])
+
+    size = len(reply.key or b"") + len(reply.value) + len(reply.correlation_id or b"")
+    assert size <= MAX_REPLY_BYTES
+    assert reply.correlation_id == (correlation_id if 0 < correlation_size <= 1024 else None)
