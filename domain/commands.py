@@ -1,8 +1,11 @@
 """The commands of DESIGN §2.2, and the few the design implies (see docs/DOMAIN.md).
 
 Strict: integers only (a float or a bool where an integer belongs is refused), unknown fields
-refused, every string and map bounded. `parse_command` turns any refusal into
-`LedgerError(invalid_command)` whose message names the field.
+refused, every string and map bounded. Every string is checked `CARRIABLE`: what PostgreSQL
+and JSON can carry, so a command that is accepted can be stored, answered and projected (a NUL
+character cannot go into a PostgreSQL text column, a lone surrogate cannot be encoded as UTF-8).
+`parse_command` turns any refusal into `LedgerError(invalid_command)` whose message names the
+field. Every door (Kafka, HTTP, Stripe metadata) parses commands with it.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -30,14 +34,31 @@ MAX_COMMAND_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 4 * 1024
 MAX_QUANTITY = 1_000_000
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$")]
-CommandId = Annotated[str, Field(min_length=1, max_length=128)]
-Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+def _carriable(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("text must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("text must not contain lone surrogates (it is not UTF-8)") from None
+    return value
+
+
+# Every string field of a command ends with this check (after its length and pattern, which
+# then stay in the JSON Schema; patterns that exclude both characters are checked again).
+CARRIABLE = AfterValidator(_carriable)
+Identifier = Annotated[
+    str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$"), CARRIABLE
+]
+CommandId = Annotated[str, Field(min_length=1, max_length=128), CARRIABLE]
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$"), CARRIABLE]
 Amount = Annotated[int, Field(ge=1, le=MAX_AMOUNT)]
 Cents = Annotated[int, Field(ge=0, le=MAX_AMOUNT)]
 Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
-Reference = Annotated[str, Field(min_length=1, max_length=256)]
-MetadataValue = Annotated[str, Field(max_length=512)] | int | None
+Reference = Annotated[str, Field(min_length=1, max_length=256), CARRIABLE]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=64), CARRIABLE]
+MetadataValue = Annotated[str, Field(max_length=512), CARRIABLE] | int | None
 
 
 class _Command(BaseModel):
@@ -85,9 +106,7 @@ class ChangePlan(_Command):
 
 class Consume(_Priced, _Command):
     type: Literal["consume"]
-    metadata: dict[Annotated[str, Field(min_length=1, max_length=64)], MetadataValue] = Field(
-        default_factory=dict, max_length=32
-    )
+    metadata: dict[MetadataKey, MetadataValue] = Field(default_factory=dict, max_length=32)
 
     @field_validator("metadata")
     @classmethod
@@ -139,7 +158,7 @@ class Purchase(_Command):
     amount: Amount | None = None
     payment_reference: Reference
     amount_paid: Cents
-    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$")]
+    currency: Annotated[str, Field(pattern=r"^[A-Za-z]{3}$"), CARRIABLE]
     # Set by the payment side when this purchase settles a `top_up_requested`.
     top_up_id: Identifier | None = None
 
@@ -174,7 +193,7 @@ class Revoke(_Command):
 
 class Renew(_Command):
     type: Literal["renew"]
-    period_id: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$")]
+    period_id: Annotated[str, Field(pattern=r"^\d{4}-\d{2}-\d{2}$"), CARRIABLE]
 
     @field_validator("period_id")
     @classmethod
@@ -210,8 +229,10 @@ class FailTopUp(_Command):
 
     type: Literal["fail_top_up"]
     top_up_id: Identifier
-    reason: Annotated[str, Field(min_length=1, max_length=256)]
-    recovery_url: Annotated[str, Field(max_length=2048, pattern=r"^https?://")] | None = None
+    reason: Annotated[str, Field(min_length=1, max_length=256), CARRIABLE]
+    recovery_url: (
+        Annotated[str, Field(max_length=2048, pattern=r"^https?://"), CARRIABLE] | None
+    ) = None
 
 
 class Expire(_Command):
@@ -253,9 +274,9 @@ def parse_command(raw: bytes | str | dict[str, Any]) -> Command:
     if isinstance(raw, dict):
         try:
             raw = json.dumps(raw)
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, RecursionError) as e:
             raise LedgerError(ErrorCode.invalid_command, f"not JSON: {e}") from None
-    if len(raw) > MAX_COMMAND_BYTES:
+    if _size_bytes(raw) > MAX_COMMAND_BYTES:
         raise LedgerError(
             ErrorCode.invalid_command, f"command is larger than {MAX_COMMAND_BYTES} bytes"
         )
@@ -265,6 +286,12 @@ def parse_command(raw: bytes | str | dict[str, Any]) -> Command:
         raise LedgerError(ErrorCode.invalid_command, _describe(e)) from None
 
 
+def _size_bytes(raw: bytes | str) -> int:
+    if isinstance(raw, bytes) or len(raw) > MAX_COMMAND_BYTES:
+        return len(raw)  # a character is at least a byte: too large either way
+    return len(raw.encode("utf-8", "surrogatepass"))
+
+
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
     location = list(first["loc"])
@@ -272,9 +299,20 @@ def _describe(error: ValidationError) -> str:
         location = ["type"]
     elif location and isinstance(location[0], str) and location[0] in _TAGS:
         location = location[1:]  # the union branch, named by `type`, is not a field
-    field = ".".join(str(part) for part in location) or "<command>"
-    message = first["msg"].removeprefix("Value error, ")
+    # Union branches (a metadata value is text, an integer or null) are not fields either.
+    location = location[:2] + [p for p in location[2:] if not str(p).startswith(_BRANCHES)]
+    field = ".".join(_quotable(part) for part in location) or "<command>"
+    message = _quotable(first["msg"].removeprefix("Value error, "))  # it may quote the input
     return f"{field}: {message}"
+
+
+# How pydantic names the branches of `MetadataValue` in a location: after the field and key.
+_BRANCHES = ("function-", "int", "none")
+
+
+def _quotable(part: str | int) -> str:
+    """Text fit to quote in a reply: map keys and some messages hold the sender's text."""
+    return str(part).replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
 
 
 _TAGS = frozenset(

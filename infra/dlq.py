@@ -9,14 +9,19 @@ So the parts are bounded:
 - a value over `MAX_VALUE_BYTES` keeps its first `MAX_VALUE_BYTES`, and the headers
   `original.size` and `original.sha256` describe the whole (`original.truncated: value`);
 - a key over `MAX_KEY_BYTES` is replaced by its sha256 (`original.truncated: key`);
-- the original headers are kept while they fit in `MAX_HEADERS_BYTES` (`original.truncated:
-  headers` when some were dropped). A `credits dlq replay` sends key, value and kept headers
-  back, less the ones named here.
+- the original headers are kept while they fit in `MAX_HEADERS_BYTES`, each counted with
+  `HEADER_OVERHEAD_BYTES` for its framing so that many empty headers cannot add up either
+  (`original.truncated: headers` when some were dropped). A null header value is kept as an
+  empty one; a header name that is not UTF-8 is kept with its bytes escaped (`\\xff`).
+  A `credits dlq replay` sends key, value and kept headers back, less the ones named here.
+So a DLQ record is at most MAX_VALUE_BYTES + MAX_KEY_BYTES + MAX_HEADERS_BYTES plus our own
+headers (under 2 KiB): about 580 KiB, whatever the original.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -25,6 +30,8 @@ MAX_VALUE_BYTES = 512 * 1024
 MAX_KEY_BYTES = 4 * 1024
 MAX_HEADERS_BYTES = 64 * 1024
 MAX_MESSAGE_BYTES = 1000
+# What Kafka spends on each header besides its name and value (two varint lengths, at most).
+HEADER_OVERHEAD_BYTES = 10
 # Headers this module writes: never copied from the original, removed again on replay.
 OWN_HEADER_PREFIXES = ("error.", "source.", "original.")
 
@@ -38,6 +45,9 @@ class DlqCode(StrEnum):
     INVALID_JSON = "invalid_json"
     INVALID_COMMAND = "invalid_command"
     WRONG_KEY = "wrong_key"
+    # A command whose application failed in a way retrying cannot fix (not an outage: a
+    # defect that this record alone triggers); the rest of its batch was applied.
+    UNPROCESSABLE = "unprocessable"
     # The payment consumer (stripe.events, credits.events, its replies topic).
     INVALID_STRIPE_EVENT = "invalid_stripe_event"
     INVALID_METADATA = "invalid_metadata"
@@ -64,7 +74,7 @@ def dead_letter(
     offset: int,
     key: bytes | None,
     value: bytes | None,
-    headers: tuple[tuple[str, bytes | None], ...] | list[tuple[str, bytes | None]] = (),
+    headers: Sequence[tuple[str, bytes | None]] = (),
 ) -> DeadLetter:
     own: list[tuple[str, bytes]] = [
         ("error.code", code.value.encode()),
@@ -90,7 +100,8 @@ def dead_letter(
     for name, header_value in headers:
         if name.startswith(OWN_HEADER_PREFIXES):
             continue
-        size = len(name.encode("utf-8", "replace")) + len(header_value or b"")
+        name = _text(name, MAX_HEADERS_BYTES).decode()
+        size = len(name.encode()) + len(header_value or b"") + HEADER_OVERHEAD_BYTES
         if size > budget:
             truncated.append("headers")
             break
@@ -108,5 +119,24 @@ def replayable(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
 
 
 def _text(text: str, max_bytes: int) -> bytes:
-    # Messages can quote what they refuse (lone surrogates, NUL): always valid UTF-8 out.
+    # Messages can quote what they refuse (lone surrogates, NUL): always valid UTF-8 out, and
+    # bytes a header name carried that were not UTF-8 (surrogate escapes) shown as `\xff`.
+    escaped = text.encode("utf-8", "surrogateescape") if _escapes_bytes(text) else None
+    if escaped is not None:
+        text = escaped.decode("utf-8", "backslashreplace")
     return text.encode("utf-8", "backslashreplace")[:max_bytes].decode("utf-8", "ignore").encode()
+
+
+def _escapes_bytes(text: str) -> bool:
+    """Whether `text` holds bytes decoded with `surrogateescape` (and nothing else unencodable)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass
+    else:
+        return False
+    try:
+        text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return True

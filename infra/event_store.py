@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import eventsourcing.postgres as es_postgres
+import psycopg
 from eventsourcing.persistence import (
     AggregateRecorder,
     ApplicationRecorder,
@@ -72,6 +73,14 @@ class StoredReply:
     correlation_id: bytes | None
 
 
+class StaleRead(IntegrityError):
+    """An account a save decided on without changing it was written since it was read.
+
+    A refusal writes no event, so no version conflict would catch a decision taken on a cached
+    account that another writer has moved on: the save checks those accounts' versions.
+    """
+
+
 class KafkaPositionConflict(PersistenceError):
     """Another consumer moved the partition's position: this batch was applied already.
 
@@ -123,6 +132,10 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             "SELECT e.originator_id, e.originator_version FROM {events} e "
             "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, originator_version) "
             "USING (originator_id, originator_version)"
+        ).format(events=Identifier(self.datastore.schema, self.events_table_name))
+        self.select_versions_statement = SQL(
+            "SELECT originator_id, max(originator_version) AS version FROM {events} "
+            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
         ).format(events=Identifier(self.datastore.schema, self.events_table_name))
         # One round trip for a whole batch: the keys travel as two parallel arrays.
         self.select_receipts_statement = SQL(
@@ -294,6 +307,13 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
+        read_versions: dict[str, int] = kwargs.get("read_versions") or {}
+        if read_versions:
+            curs.execute(self.select_versions_statement, (list(read_versions),))
+            stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
+            stale = sorted(a for a, version in read_versions.items() if stored.get(a) != version)
+            if stale:
+                raise StaleRead(f"accounts written since they were read: {stale[:5]}")
         positions: Sequence[KafkaPosition] = kwargs.get("kafka_positions") or ()
         for position in positions:
             curs.execute(
@@ -341,6 +361,24 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
         """
         select: Any = super().select_notifications
         return cast(Sequence[Notification], select.__wrapped__(self, start, limit))
+
+    def server_answers(self) -> bool:
+        """Whether the server accepts a connection now: a fresh one, not one of the pool's.
+
+        After an outage the pool retries its lost connections with a backoff that doubles up to
+        minutes (psycopg_pool), so it may take that long to hand out a connection again. A
+        caller that asks the server itself, and calls `drop_broken_connections` once it
+        answers, has fresh connections at once.
+        """
+        pool_kwargs = self.datastore.pool.kwargs
+        assert isinstance(pool_kwargs, dict), "eventsourcing passes connection kwargs as a dict"
+        kwargs = {k: v for k, v in pool_kwargs.items() if k != "row_factory"}
+        timeout_seconds = max(1, int(self.datastore.pool.timeout))
+        try:
+            with psycopg.connect(**kwargs, connect_timeout=timeout_seconds):
+                return True
+        except psycopg.Error:
+            return False
 
     def drop_broken_connections(self) -> None:
         """After a database error: the pool's idle connections are tested, broken ones replaced.

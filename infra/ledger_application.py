@@ -10,7 +10,7 @@ Environment (besides eventsourcing's own, e.g. PERSISTENCE_MODULE and ORIGINATOR
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from contextlib import suppress
+from contextlib import nullcontext, suppress
 from dataclasses import fields
 from typing import Any, cast
 
@@ -108,6 +108,14 @@ class LedgerApplication(Application[str]):
                 account = event.mutate(account)
             found[account_id] = account
         return found
+
+    def cached_account_ids(self) -> list[str]:
+        """The ids of the accounts the cache holds now (a copy: `forget` may follow)."""
+        cache = self.repository.cache
+        if cache is None:
+            return []
+        with getattr(cache, "lock", nullcontext()):
+            return list(cache.cache)
 
     def forget(self, account_ids: Iterable[str]) -> None:
         """Drops accounts from the cache: what it holds of them may not be what was saved."""

@@ -8,6 +8,11 @@ import time
 
 import structlog
 
+# A library line repeated within this window is counted, not written (see `RepeatedLines`).
+REPEAT_WINDOW_SECONDS = 60.0
+# Loggers of client libraries whose repeated lines are thinned out.
+LIBRARY_LOGGERS = ("aiokafka", "psycopg", "asyncpg")
+
 
 def configure_logging(level: str, log_format: str) -> None:
     renderer: structlog.typing.Processor = (
@@ -28,6 +33,11 @@ def configure_logging(level: str, log_format: str) -> None:
     )
     # Library logs (uvicorn, aiokafka, eventsourcing) go through the same renderer.
     handler = logging.StreamHandler(sys.stderr)
+    # Client libraries log every attempt while a server is away (aiokafka each reconnect and
+    # retried request, psycopg_pool and asyncpg each connection they fail to replace):
+    # hundreds of lines a minute. The components log the outage itself once, as a change of
+    # their readiness.
+    handler.addFilter(RepeatedLines(LIBRARY_LOGGERS, REPEAT_WINDOW_SECONDS))
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
@@ -37,50 +47,40 @@ def configure_logging(level: str, log_format: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # FastStream gives its loggers a coloured handler of their own and stops them propagating:
-    # its lines (rebalances, the ledger consumer's) would bypass the renderer.
-    faststream = logging.getLogger("faststream")
-    faststream.handlers[:] = []
-    faststream.propagate = True
-    faststream.setLevel(logging.NOTSET)  # and obey CREDITS_LOG_LEVEL like every other logger
+    # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
-    # Client libraries log every attempt while a server is away (aiokafka each reconnect and
-    # each retried request, psycopg_pool and asyncpg's pool each connection they fail to
-    # replace): hundreds of lines a minute. Each of their messages is let through once in a
-    # while; the components log the outage itself once, as a change of their readiness.
-    handler.addFilter(OncePerWindow(LIBRARY_LOGGERS, LIBRARY_REPEAT_SECONDS))
 
 
-# Loggers of client libraries whose repeated messages are thinned out, and how often one of
-# their messages may repeat.
-LIBRARY_LOGGERS = ("aiokafka", "psycopg", "asyncpg")
-LIBRARY_REPEAT_SECONDS = 300.0
-# A bound on the messages remembered (templates, not formatted lines: there are few).
-MAX_REMEMBERED_MESSAGES = 1000
+class RepeatedLines(logging.Filter):
+    """One line per message and window from chatty libraries, with how many were held back.
 
-
-class OncePerWindow(logging.Filter):
-    """Lets a message of the given loggers through once per `window_seconds`.
-
-    Messages are told apart by logger and template (`record.msg` before its arguments are
-    filled in), so "Unable connect to node %s" repeats are one message whatever the node.
+    aiokafka logs every reconnect attempt, about ten lines a second per client, for as long as a
+    broker is away (3,000 lines in a 30 s outage): the components say once that Kafka is away
+    (readiness) and the library's first line of each kind says how. Lines are told apart by
+    their message template, not by the values in them.
     """
 
-    def __init__(self, loggers: tuple[str, ...], window_seconds: float) -> None:
+    MAX_REMEMBERED = 1000
+
+    def __init__(self, prefixes: tuple[str, ...], window_seconds: float) -> None:
         super().__init__()
-        self.loggers = loggers
+        self.prefixes = prefixes
         self.window_seconds = window_seconds
-        self._last: dict[tuple[str, str], float] = {}
+        # (logger, template) -> (when last written, lines held back since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.name.split(".")[0] not in self.loggers:
+        if not record.name.startswith(self.prefixes):
             return True
         key = (record.name, str(record.msg))
         now = time.monotonic()
-        last = self._last.get(key)
-        if last is not None and now - last < self.window_seconds:
+        written_at, held_back = self._seen.get(key, (float("-inf"), 0))
+        if now - written_at < self.window_seconds:
+            self._seen[key] = (written_at, held_back + 1)
             return False
-        if len(self._last) >= MAX_REMEMBERED_MESSAGES:
-            self._last.clear()
-        self._last[key] = now
+        if held_back:
+            record.msg = f"{record.msg} [{held_back} more like this in the last minute]"
+        if len(self._seen) >= self.MAX_REMEMBERED:
+            self._seen.clear()
+        self._seen[key] = (now, 0)
         return True

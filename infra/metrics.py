@@ -62,3 +62,10 @@ LEDGER_BATCH_RECORDS = Histogram(
     buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
     registry=REGISTRY,
 )
+REPLY_TO_FALLBACKS = Counter(
+    "credits_ledger_reply_to_fallbacks",
+    "Replies sent to the default replies topic instead of the command's reply_to, by reason "
+    "(unknown_topic: it does not exist; refused: the broker refuses sends to it).",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     kafka_ssl_key_file: str = ""
     kafka_ssl_key_password: SecretStr = Field(default=SecretStr(""), max_length=1024)
     kafka_ssl_check_hostname: bool = True
+    # The ledger's static membership of its consumer group (`group.instance.id`): a ledger that
+    # restarts under the same id takes its partitions back at once. Unique per running ledger
+    # (two with one id fence each other); the host name suits one ledger per host or pod.
+    # Empty: dynamic membership (a restart waits for the old session to expire, ~10 s).
+    ledger_instance_id: str = Field(default_factory=socket.gethostname, max_length=249)
 
     # HTTP API.
     http_host: str = "127.0.0.1"

@@ -26,7 +26,9 @@ from collections.abc import Callable, Coroutine
 from types import FrameType
 from typing import Any
 
+import psycopg
 import structlog
+from eventsourcing.persistence import PersistenceError
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
@@ -59,6 +61,9 @@ HARD_STOP_SECONDS = 8.5
 HARD_STOP_EXIT_STATUS = 70
 # What a component may end on without stopping the process: it is started again.
 OUTAGE_ERRORS = (*POSTGRES_OUTAGE, *ASYNCPG_OUTAGE, *KAFKA_OUTAGE)
+# The ledger stops within this after the signal, whatever it was waiting for (its consumer
+# takes under 8 s; see services/ledger/consumer.py).
+LEDGER_STOP_SECONDS = 9.0
 
 # Components of this process not yet ended (for the log line of a hard stop).
 _RUNNING: set[str] = set()
@@ -66,16 +71,30 @@ _RUNNING: set[str] = set()
 
 async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
     # On a thread and event loop of its own: the consumer applies each batch on its loop's
-    # thread (see LedgerConsumer._apply_fresh), which must not stall the API or any other
+    # thread (see services/ledger/batches.py), which must not stall the API or any other
     # component sharing this process (`credits run all`).
-    await _on_own_thread(_run_ledger_here, settings, stop, name="ledger")
+    await _on_own_thread(
+        _run_ledger_here, settings, stop, name="ledger", stop_seconds=LEDGER_STOP_SECONDS
+    )
 
 
 async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
     # The ledger is its partitions' only writer, so its cached accounts are current: no query
-    # per account to fast-forward them. Another writer (the API's synchronous commands) shows
-    # up as a version conflict, on which the service forgets the cached account and retries.
-    app = LedgerApplication(env={**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": "n"})
+    # per account to fast-forward them. It forgets the accounts of partitions it loses in a
+    # rebalance, and another writer shows up as a version conflict, on which the service
+    # forgets the cached account and retries.
+    env = {**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    try:
+        # Opening it creates the tables: a ledger started while PostgreSQL is away waits for it.
+        app = await retry(
+            lambda: asyncio.to_thread(LedgerApplication, env=env),
+            doing="opening the event store",
+            retry_on=(PersistenceError, psycopg.OperationalError),
+            stop=stop,
+            on_state=lambda ok, detail: READINESS.report("ledger", ready=False, detail=detail),
+        )
+    except Stopped:
+        return
     # Its cache of accounts is most of the process's objects: see infra/gc_pacing.py.
     pace_garbage_collection()
     try:
@@ -86,9 +105,18 @@ async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
 
 
 async def _on_own_thread(
-    component: Component, settings: Settings, stop: asyncio.Event, *, name: str
+    component: Component,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    name: str,
+    stop_seconds: float = SHUTDOWN_GRACE_SECONDS,
 ) -> None:
-    """Runs `component` on a new thread with its own event loop; `stop` reaches it there."""
+    """Runs `component` on a new thread with its own event loop; `stop` reaches it there.
+
+    Once told to stop, it is waited for at most `stop_seconds`: work it left on a worker thread
+    (a database call waiting out a connect timeout) must not hold up the process's exit.
+    """
     outer = asyncio.get_running_loop()
     started: asyncio.Future[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = outer.create_future()
     finished: asyncio.Future[None] = outer.create_future()
@@ -125,6 +153,10 @@ async def _on_own_thread(
             either = {started, finished}
             await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
             _tell_to_stop(started)
+            await asyncio.wait({finished}, timeout=stop_seconds)
+            if not finished.done():
+                log.warning("a component did not stop in time; its thread is left", component=name)
+                return
         await finished
     except asyncio.CancelledError:
         # The runner gave up waiting: the thread is told to stop, and not waited for.

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
-from aiokafka import TopicPartition
+from aiokafka import ConsumerRecord, TopicPartition
 
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
@@ -26,8 +27,22 @@ async def created_topics(settings: Settings) -> AsyncIterator[list[str]]:
         await delete_topics(settings, names)
 
 
-# A record read back: the same parts the ledger reads of one.
-Received = CommandRecord
+@dataclass(frozen=True)
+class Received:
+    """A record read back. Our producers never send null header values: read as bytes."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+
+    @classmethod
+    def of(cls, record: ConsumerRecord[bytes, bytes]) -> Received:
+        copied = CommandRecord.of(record)
+        headers = tuple((name, value or b"") for name, value in copied.headers)
+        return cls(copied.topic, copied.partition, copied.offset, copied.key, copied.value, headers)
 
 
 class KafkaTestClient:

@@ -1,111 +1,106 @@
 """The ledger's Kafka consumer: `credits.commands` in, events in PostgreSQL, replies out.
 
-Every batch of records is applied in ONE database transaction together with
+Records are read with a plain aiokafka consumer, as bytes (no framework parser runs before our
+code: services/ledger/polling.py), and every record of a polled batch ends as exactly one of:
+applied with a reply, refused with a reply, or dead-lettered with a reason. Every batch is
+applied in ONE database transaction (services/ledger/batches.py) together with
 - the events and receipts of its commands (LedgerService.handle_many),
 - the partition positions it moves, behind a compare-and-set (infra/event_store.KafkaPosition),
 - the replies it produced (infra/event_store.StoredReply).
-Only then are replies sent, and offsets are committed to Kafka once those replies are delivered.
-So:
+Only then are replies sent (services/ledger/delivery.py), and offsets are committed to Kafka
+once those replies are delivered (services/ledger/offsets.py). So:
 - a crash after the database commit and before the Kafka commit redelivers records below the
   stored position: they are not applied again, and their stored replies are sent again;
 - a consumer that lost a partition in a rebalance it has not noticed fails its transaction on
-  the position check instead of applying records twice;
+  the position check instead of applying records twice; on a rebalance it forgets the cached
+  accounts of the partitions it lost, which another ledger may now write;
 - bad records go to the DLQ (before the commit, so none is lost) and never stop a partition;
-- a database or broker that stays down past a bounded retry stops consumption: partitions are
-  rewound to the first unapplied record and paused, and `ready` says why. Nothing is skipped.
+- PostgreSQL or Kafka going away is retried (infra/retry.retry) for as long as it lasts, the
+  ledger reporting itself not ready meanwhile (services/ledger/health.py). Nothing is skipped,
+  and a stop ends it within seconds whatever it is waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
-from eventsourcing.persistence import PersistenceError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, KafkaMessage
-
-from domain.replies import Reply
-from infra.event_store import (
-    CreditsPostgresRecorder,
-    KafkaPosition,
-    KafkaPositionConflict,
-    StoredReply,
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
 )
-from infra.kafka_clients import acknowledged_producer
-from infra.metrics import COMMANDS, DLQ_MESSAGES, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
-from infra.readiness import READINESS
+
+from infra.event_store import CreditsPostgresRecorder
+from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
+from infra.retry import Stopped, retry
 from infra.settings import Settings, Topic
-from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
+from services.ledger.batches import BatchApplier
+from services.ledger.delivery import ReplyPipeline, send_dead_letters
+from services.ledger.health import Health, LedgerConsumerState
+from services.ledger.offsets import Offsets
+from services.ledger.polling import Poller, UnreadableBatchNotFound
+from services.ledger.records import CommandRecord, Poison
+from services.ledger.replies import ReplyTopics
 from services.ledger.service import LedgerService
 
 log = structlog.get_logger("credits.ledger")
+
+__all__ = ["LedgerConsumer", "LedgerConsumerState"]
 
 CONSUMER_GROUP = "credits-ledger"
 # Records per batch, hence per database transaction: big enough to amortise the insert lock
 # (DESIGN §7), small enough that a batch is decided in well under a second.
 MAX_BATCH_RECORDS = 500
-# How long a poll waits when nothing is there (it returns at once when records are). FastStream
-# also sleeps this long after an empty poll, so a record arriving then waits up to twice this:
-# after a stall upstream, that wait landed in the p99 at 10 ms. At 5 ms an idle ledger polls
-# ~100 times a second and uses ~3% of a core (measured: 2% at 10 ms).
-POLL_TIMEOUT_MS = 5
-# How long a batch that has room waits for records fetched right after it was polled.
-TOP_UP_WAIT_MS = 1
-# Offsets go to Kafka this often, from a task of their own: they are advisory (PostgreSQL holds
-# the positions), and a commit is a round trip to the group coordinator that no batch should
-# wait on. A crash replays at most this much (plus the batch whose replies were on their way),
-# and replays are recognised and answered from stored replies.
+# Offsets go to Kafka this often, from a task of their own: a commit is a round trip to the
+# group coordinator that no batch should wait on. A crash replays at most this much (plus the
+# batch whose replies were on their way), and replays are answered from stored replies.
 COMMIT_INTERVAL_SECONDS = 0.2
-# Transient failures (database restarting, broker leader moving) are retried this often,
-# doubling the pause from the first: 63.5 s of pauses, so a restart or failover of about a
-# minute is ridden out (each attempt fails fast, or within one connect timeout: see
-# CreditsPostgresRecorder.insert_events); past that the consumer stops and says so.
-MAX_TRANSIENT_ATTEMPTS = 8
-FIRST_RETRY_PAUSE_SECONDS = 0.5
-# Stored replies below the offsets committed to Kafka are deleted this often, in the
-# background: a batch never waits for the delete (it took ~40 ms after a burst).
-PRUNE_INTERVAL_SECONDS = 10.0
-
+# An idle ledger asks Kafka for metadata this often, so that it says it is not ready while the
+# broker is away even when no command comes.
+KAFKA_CHECK_INTERVAL_SECONDS = 1.0
+# Group membership (docs/ARCHITECTURE.md, "Fast failover"): a member is static (its
+# `group.instance.id` is CREDITS_LEDGER_INSTANCE_ID), so a ledger restarted after a crash takes
+# its partitions back at once, without waiting for its old session to expire. A member that
+# does not come back loses its partitions after the session timeout; heartbeats every second
+# let the others notice a rebalance within about a second.
+SESSION_TIMEOUT_MS = 10_000
+HEARTBEAT_INTERVAL_MS = 1_000
+# On a stop, the current step may finish this long before it is cancelled (a batch applied
+# and committed is answered from its stored replies after a restart anyway).
+STEP_GRACE_SECONDS = 1.0
+# Bounds on each part of a clean stop: settling replies and committing offsets, then each
+# client's stop. With the above: under 8 s, inside the runner's 10 s.
+FINAL_COMMIT_SECONDS = 2.0
+CLIENT_STOP_SECONDS = 2.0
+# A rebalance waits at most this for the last batch's replies before committing its offsets.
+REVOKE_COMMIT_SECONDS = 2.0
+# A batch that failed in a way nothing foresaw is read again after this pause.
+UNEXPECTED_FAILURE_PAUSE_SECONDS = 1.0
+KAFKA_FAILURES: tuple[type[BaseException], ...] = (KafkaError, OSError, UnreadableBatchNotFound)
+# PostgreSQL going away (or a conflict outlasting the service's own retries, or a schema an
+# operator is fixing): retried until it works. Not DataError: that is PostgreSQL refusing the
+# data of a record, which retrying cannot fix (services/ledger/batches.py).
+DATABASE_FAILURES: tuple[type[BaseException], ...] = (
+    InterfaceError,
+    OperationalError,
+    IntegrityError,
+    InternalError,
+    ProgrammingError,
+    NotSupportedError,
+)
 T = TypeVar("T")
-
-
-class ConsumerHalted(Exception):
-    """Consumption stopped on purpose: retrying longer would only hide an outage."""
-
-
-@dataclass
-class LedgerConsumerState:
-    ready: bool = False
-    reason: str = "not started"
-    batches: int = 0
-    commands_by_status: dict[str, int] = field(default_factory=dict)
-    dlq_records: int = 0
-    replies_resent: int = 0
-
-
-@dataclass
-class _Delivery:
-    """One batch's replies on their way to Kafka, and the offsets to commit once they are there.
-
-    A batch does not wait for its replies' acknowledgements (a broker round trip, ~30% of a
-    batch at 500 commands/s): it hands them to the producer and the next batch is applied
-    meanwhile. That next batch settles this delivery before handing over its own replies, so
-    replies still leave in the order their commands were applied, and a failed delivery is
-    sent again (with the bounded retry) before anything after it.
-    """
-
-    replies: list[StoredReply]
-    ends: dict[int, int]  # partition -> next offset: the batch's records, applied and answered
-    acknowledged: asyncio.Future[Any]
 
 
 class LedgerConsumer:
@@ -115,6 +110,7 @@ class LedgerConsumer:
         service: LedgerService,
         *,
         consumer_group: str | None = None,
+        instance_id: str | None = None,
         max_batch_records: int = MAX_BATCH_RECORDS,
     ) -> None:
         assert 1 <= max_batch_records <= 1000
@@ -127,468 +123,273 @@ class LedgerConsumer:
         # deployments (staging, test runs) sharing it would rebalance each other for nothing.
         self.consumer_group = consumer_group or f"{settings.topic_prefix}{CONSUMER_GROUP}"
         self.commands_topic = settings.topic(Topic.COMMANDS)
-        self.default_reply_topic = settings.topic(Topic.REPLIES)
         self.dlq_topic = settings.topic(Topic.DLQ)
-        self.max_batch_records = max_batch_records
         self.state = LedgerConsumerState()
-        # partition -> next offset to apply, as stored in PostgreSQL (the source of truth).
-        self._positions: dict[int, int] = {}
-        self._committed: dict[int, int] = {}
-        # Offsets applied and replied to but not yet committed to Kafka.
-        self._uncommitted: dict[int, int] = {}
-        # The last batch's replies, while the producer delivers them (see `_Delivery`).
-        self._delivery: _Delivery | None = None
-        # One commit at a time: the periodic one, and those on a rebalance or a stop.
-        self._commit_lock = asyncio.Lock()
-        # Held from settling one delivery to starting the next, by a batch or a stop: whoever
-        # settles the last batch's replies hands over the next ones only after they arrived.
-        self._replies_in_order = asyncio.Lock()
-        self._last_prune = time.monotonic()
-        self._pruning: asyncio.Task[None] | None = None
-        # Set once consumption stopped on purpose; every later batch is rewound, not applied.
-        self._halted: str | None = None
+        self._health = Health(self.state)
+        self._stop = asyncio.Event()
+        instance = settings.ledger_instance_id if instance_id is None else instance_id
         # No linger: a batch's replies are handed over together, and a lingering producer would
         # add its wait to every command's reply time.
         self._producer = acknowledged_producer(settings, "credits-ledger", linger_ms=0)
-        self.broker = KafkaBroker(
-            settings.kafka_bootstrap,
+        self._kafka: AIOKafkaConsumer = kafka_consumer(
+            settings,
             client_id="credits-ledger",
-            # FastStream logs every batch; ours are structured and say what matters.
-            logger=logging.getLogger("faststream.ledger"),
-            log_level=logging.DEBUG,
-        )
-        self._subscriber = self.broker.subscriber(
-            self.commands_topic,
             group_id=self.consumer_group,
-            batch=True,
-            max_records=max_batch_records,
-            batch_timeout_ms=POLL_TIMEOUT_MS,
-            # Offsets are committed by hand, after the database commit (DESIGN §8).
-            ack_policy=AckPolicy.MANUAL,
-            # The ledger sends its replies itself. Left on, FastStream answers a record's
-            # `reply_to` with the handler's return value: an empty record carrying the sender's
-            # correlation id, which a client waiting for a reply would take for the answer.
-            no_reply=True,
+            group_instance_id=instance or None,
             auto_offset_reset="earliest",
-            listener=_PositionListener(self),
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_interval_ms=300_000,
-            session_timeout_ms=30_000,
         )
-        self._subscriber(self._on_batch)
+        self._poller = Poller(self._kafka, self.commands_topic, max_batch_records, self.state)
+        self._offsets = Offsets(self._kafka, self.commands_topic, recorder, self.consumer_group)
+        self._pipeline = ReplyPipeline(
+            self._producer,
+            ReplyTopics(self._producer, settings.topic(Topic.REPLIES)),
+            self._retry_kafka,
+            self._delivered,
+        )
+        self._batches = BatchApplier(
+            service,
+            consumer_group=self.consumer_group,
+            commands_topic=self.commands_topic,
+            default_reply_topic=settings.topic(Topic.REPLIES),
+            poller=self._poller,
+            pipeline=self._pipeline,
+            dead_letter=self._dead_letter,
+            retry_database=self._retry_database,
+            state=self.state,
+        )
+        # Moves on every rebalance: a batch that spanned one forgets what it cached since.
+        self._generation = 0
+        self._kafka_answered_at = 0.0
+
+    @property
+    def _consumer(self) -> AIOKafkaConsumer:
+        return self._kafka
 
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._set_ready(False, "starting")
-        await self._producer.start()
+        """Consumes until `stop` is set, then stops within about 8 s whatever it was doing."""
+        self._stop = stop
+        self._health.phase("starting")
+        consuming = asyncio.create_task(self._consume(), name="ledger-consume")
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await self.broker.start()
-            self._set_ready(True, "consuming")
-            log.info("consuming", topic=self.commands_topic, group=self.consumer_group)
-            await self._commit_until(stop)
+            await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if not consuming.done():
+                await asyncio.wait({consuming}, timeout=STEP_GRACE_SECONDS)
+            if not consuming.done():
+                consuming.cancel()
+            with suppress(asyncio.CancelledError, Stopped):
+                await consuming
         finally:
-            self._set_ready(False, "stopped")
-            await self._commit_pending()
-            if self._pruning is not None:
-                await self._pruning
-            await self.broker.stop()
-            await self._producer.stop()
+            stopping.cancel()
+            if not consuming.done():
+                consuming.cancel()
+            await self._shut_down()
 
-    def _set_ready(self, ready: bool, reason: str) -> None:
-        self.state.ready, self.state.reason = ready, reason
-        READINESS.report("ledger", ready=ready, detail=reason)
-
-    @property
-    def _consumer(self) -> AIOKafkaConsumer:
-        consumer = self._subscriber.consumer
-        assert consumer is not None
-        return consumer
-
-    async def load_positions(self) -> None:
-        self._positions = await asyncio.to_thread(
-            self.recorder.select_kafka_positions, self.consumer_group, self.commands_topic
-        )
-
-    # ------------------------------------------------------------------ one batch
-
-    async def _on_batch(self, message: KafkaMessage) -> None:
-        records = [CommandRecord.of(r) for r in message.raw_message]
-        if not records:
-            return
-        if self._halted is not None:
-            await self._halt(records, self._halted)
-            return
-        if len(records) < self.max_batch_records:
-            records += await self._top_up(self.max_batch_records - len(records))
+    async def _consume(self) -> None:
+        await self._retry_kafka(self._producer.start, "connecting the producer to Kafka")
+        self._kafka.subscribe([self.commands_topic], listener=_Rebalance(self))
+        await self._retry_kafka(self._kafka.start, "connecting the consumer to Kafka")
+        background = [
+            asyncio.create_task(self._commit_until_stopped(), name="ledger-commit"),
+            # Of its own: a commit or a delivery may wait on Kafka as long as it is away.
+            asyncio.create_task(self._watch_kafka(), name="ledger-kafka-watch"),
+        ]
+        self._health.phase("consuming")
+        log.info("consuming", topic=self.commands_topic, group=self.consumer_group)
         try:
-            await self._apply(records)
-        except ConsumerHalted as error:
-            await self._halt(records, str(error))
+            while not self._stop.is_set():
+                records = await self._retry_kafka(self._poller.poll, "polling Kafka")
+                if records:
+                    await self._apply(records)
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
 
-    async def _top_up(self, room: int) -> list[CommandRecord]:
-        """What reached the broker while the last batch was applied, waited for briefly.
-
-        aiokafka fetches a partition again only once its buffered records are taken, and the
-        poll that took them is the one this batch came from: without this, a record that
-        arrives while a batch is applied waits for the whole next batch too (at 500 commands/s
-        this halves the median command → reply time).
-        """
-        more = await self._consumer.getmany(timeout_ms=TOP_UP_WAIT_MS, max_records=room)
-        return [CommandRecord.of(r) for records in more.values() for r in records]
+    async def _shut_down(self) -> None:
+        self._health.phase("stopped")
+        await _bounded(self._commit_pending(), FINAL_COMMIT_SECONDS, "committing offsets")
+        await _bounded(self._kafka.stop(), CLIENT_STOP_SECONDS, "stopping the consumer")
+        await _bounded(self._producer.stop(), CLIENT_STOP_SECONDS, "stopping the producer")
+        self._offsets.stop_pruning()
 
     async def _apply(self, records: list[CommandRecord]) -> None:
-        replayed = [r for r in records if r.offset < self._positions.get(r.partition, -1)]
-        fresh = [r for r in records if r.offset >= self._positions.get(r.partition, -1)]
-        outgoing: list[StoredReply] = []
-        if replayed:
-            outgoing += await self._stored_replies_of(replayed)
-        if fresh:
-            try:
-                outgoing += await self._apply_fresh(fresh)
-            except KafkaPositionConflict as conflict:
-                # Someone else applied these: reread where partitions stand and let the next
-                # poll deliver them again, as replayed records.
-                log.warning("position moved under us; rereading", detail=str(conflict))
-                await self._retry(self.load_positions, "reading positions")
-                self._rewind(records)
-                return
-        self.state.batches += 1
-        with LEDGER_BATCH_SECONDS.labels(phase="reply").time():
-            async with self._replies_in_order:
-                await self._settle_delivery()
-                self._delivery = await self._deliver(outgoing, _ends(records))
-
-    async def _apply_fresh(self, fresh: list[CommandRecord]) -> list[StoredReply]:
-        decoded = [decode(r) for r in fresh]
-        poisons = [d for d in decoded if isinstance(d, Poison)]
-        commands = [d for d in decoded if isinstance(d, Decoded)]
-        if poisons:
-            # Before the database commit: a crash after it must not lose a DLQ record.
-            await self._retry(lambda: self._send_to_dlq(poisons), "sending to the DLQ")
-        positions = self._next_positions(fresh)
-
-        def keep_replies(replies: list[Reply]) -> dict[str, Any]:
-            return {"kafka_replies": self._stored_replies(commands, replies, poisons)}
-
-        LEDGER_BATCH_RECORDS.observe(len(fresh))
-        started = time.perf_counter()
-
-        async def handle_here() -> list[Reply]:
-            # On this loop's thread, blocking it for the batch: nothing else runs on the
-            # ledger's loop (the runner gives it a thread of its own), and handing batches to a
-            # worker thread made them ~40% slower, the GIL passing back and forth between the
-            # worker and the Kafka client on every database round trip.
-            return self.service.handle_many(
-                [d.command for d in commands],
-                save_with_replies=keep_replies,
-                kafka_positions=positions,
-                single_attempt=True,  # retried by `_retry`, the loop answering in between
-            )
-
-        replies = await self._retry(handle_here, "applying commands")
-        LEDGER_BATCH_SECONDS.labels(phase="apply").observe(time.perf_counter() - started)
-        for position in positions:
-            self._positions[position.partition] = position.next_offset
-        self._count(replies, poisons)
-        # Sent with their positions now; a resend after a crash carries the stored copy.
-        return self._stored_replies(commands, replies, poisons)
-
-    def _next_positions(self, fresh: list[CommandRecord]) -> list[KafkaPosition]:
-        last_offsets: dict[int, int] = {}
-        for record in fresh:
-            last_offsets[record.partition] = max(
-                record.offset, last_offsets.get(record.partition, -1)
-            )
-        return [
-            KafkaPosition(
-                consumer_group=self.consumer_group,
-                topic=self.commands_topic,
-                partition=partition,
-                expected_offset=self._positions.get(partition),
-                next_offset=last + 1,
-            )
-            for partition, last in sorted(last_offsets.items())
-        ]
-
-    def _stored_replies(
-        self, commands: list[Decoded], replies: list[Reply], poisons: list[Poison]
-    ) -> list[StoredReply]:
-        pairs: list[tuple[CommandRecord, Reply]] = [
-            (d.record, reply) for d, reply in zip(commands, replies, strict=True)
-        ]
-        pairs += [(p.record, p.reply) for p in poisons if p.reply is not None]
-        return [
-            StoredReply(
-                consumer_group=self.consumer_group,
-                topic=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                reply_topic=reply_topic(record, self.default_reply_topic),
-                key=reply.account_id.encode() if reply.account_id else record.key,
-                value=reply.model_dump_json().encode(),
-                correlation_id=record.header("correlation_id"),
-            )
-            for record, reply in sorted(pairs, key=lambda pair: pair[0].offset)
-        ]
-
-    async def _stored_replies_of(self, replayed: list[CommandRecord]) -> list[StoredReply]:
-        """Records applied before (a crash, a rebalance): answered again from their stored copy."""
-        by_partition: dict[int, list[int]] = {}
-        for record in replayed:
-            by_partition.setdefault(record.partition, []).append(record.offset)
-
-        def read_stored() -> list[StoredReply]:
-            return [
-                reply
-                for partition, offsets in sorted(by_partition.items())
-                for reply in self.recorder.select_stored_replies(
-                    self.consumer_group,
-                    self.commands_topic,
-                    partition,
-                    min(offsets),
-                    max(offsets) + 1,
-                )
-            ]
-
-        stored = await self._retry(lambda: asyncio.to_thread(read_stored), "reading replies")
-        self.state.replies_resent += len(stored)
-        log.info(
-            "redelivered records were applied already",
-            records=len(replayed),
-            replies_resent=len(stored),
-        )
-        return stored
+        """Applies a batch; on a failure nothing foresaw, reads it again after a pause."""
+        generation = self._generation
+        try:
+            await self._batches.apply(records)
+        except (Stopped, asyncio.CancelledError):
+            raise
+        except Exception as error:
+            log.exception("a batch failed unexpectedly; it is read again", records=len(records))
+            self.state.unexpected_failures += 1
+            self._health.trouble("batch", f"a batch failed: {error!r}")
+            self._poller.rewind(records)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), UNEXPECTED_FAILURE_PAUSE_SECONDS)
+        else:
+            self._health.clear("batch")
+        if generation != self._generation:
+            # A rebalance happened meanwhile: what this batch cached may not be ours any more.
+            self._forget_partitions(self._all_partitions() - self._poller.assigned())
 
     # ------------------------------------------------------------------ Kafka I/O
 
-    async def _deliver(self, replies: list[StoredReply], ends: dict[int, int]) -> _Delivery:
-        """Hands the replies to the producer; their acknowledgements are awaited later."""
-        futures: list[asyncio.Future[Any]] = []
-        try:
-            for reply in replies:
-                futures.append(await self._hand_over(reply))
-        except (KafkaError, OSError) as error:
-            # Those handed over may arrive or not; all are sent again, and a reply that comes
-            # twice is matched by its correlation id like any redelivered one.
-            asyncio.gather(*futures, return_exceptions=True)  # their outcome is not wanted
-            log.warning("handing replies over failed; retrying", error=str(error))
-            await self._retry(lambda: self._send(replies), "sending replies")
-            futures = []
-        acknowledged = asyncio.gather(*futures)
-        delivery = _Delivery(replies=replies, ends=ends, acknowledged=acknowledged)
-
-        def on_acknowledged(future: asyncio.Future[Any]) -> None:
-            # Success makes the offsets committable at once; a failure is `_settle_delivery`'s.
-            if not future.cancelled() and future.exception() is None:
-                self._note_delivered(delivery.ends)
-
-        acknowledged.add_done_callback(on_acknowledged)
-        return delivery
-
-    async def _settle_delivery(self) -> None:
-        """Waits for the last batch's replies to be acknowledged, sending them again if lost."""
-        delivery, self._delivery = self._delivery, None
-        if delivery is None:
-            return
-        try:
-            await delivery.acknowledged
-        except (KafkaError, OSError) as error:
-            log.warning("replies were not acknowledged; sending them again", error=str(error))
-            await self._retry(lambda: self._send(delivery.replies), "sending replies")
-            self._note_delivered(delivery.ends)
-
-    def _note_delivered(self, ends: dict[int, int]) -> None:
-        for partition, end in ends.items():
-            self._uncommitted[partition] = max(end, self._uncommitted.get(partition, 0))
-
-    async def _hand_over(self, reply: StoredReply) -> asyncio.Future[Any]:
-        return await self._producer.send(
-            reply.reply_topic,
-            value=reply.value,
-            key=reply.key,
-            headers=[]
-            if reply.correlation_id is None
-            else [("correlation_id", reply.correlation_id)],
+    async def _dead_letter(self, poisons: list[Poison]) -> None:
+        await self._retry_kafka(
+            lambda: send_dead_letters(self._producer, self.dlq_topic, poisons), "sending to the DLQ"
         )
 
-    async def _send(self, replies: list[StoredReply]) -> None:
-        await asyncio.gather(*[await self._hand_over(reply) for reply in replies])
+    def _delivered(self, ends: dict[int, int]) -> None:
+        self._kafka_answered_at = time.monotonic()
+        self._offsets.delivered(ends)
 
-    async def _send_to_dlq(self, poisons: list[Poison]) -> None:
-        futures = [
-            await self._producer.send(
-                self.dlq_topic,
-                value=p.record.value,
-                key=p.record.key,
-                headers=[
-                    ("error.code", p.dlq_code.encode()),
-                    ("error.message", p.message.encode()[:1000]),
-                    ("source.topic", p.record.topic.encode()),
-                    ("source.partition", str(p.record.partition).encode()),
-                    ("source.offset", str(p.record.offset).encode()),
-                ],
-            )
-            for p in poisons
-        ]
-        await asyncio.gather(*futures)
-        for p in poisons:
-            log.warning(
-                "sent to the DLQ",
-                code=p.dlq_code,
-                message=p.message,
-                partition=p.record.partition,
-                offset=p.record.offset,
-            )
-
-    async def _commit_until(self, stop: asyncio.Event) -> None:
-        """Commits delivered offsets every COMMIT_INTERVAL_SECONDS until `stop` is set.
+    async def _commit_until_stopped(self) -> None:
+        """Commits delivered offsets every COMMIT_INTERVAL_SECONDS until the ledger stops.
 
         A delivery that failed is sent again here too: with no batch after it, nothing else
         would, and its senders would wait for replies until the next command came.
         """
-        while not stop.is_set():
+        while not self._stop.is_set():
             with suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), COMMIT_INTERVAL_SECONDS)
-            delivery = self._delivery
-            if delivery is not None and delivery.acknowledged.done():
-                try:
-                    async with self._replies_in_order:
-                        await self._settle_delivery()
-                except ConsumerHalted as error:
-                    # Its offsets stay uncommitted: a restart answers them from stored replies.
-                    self._stop_consuming(str(error))
-            await self._commit_delivered()
-
-    async def _commit_delivered(self) -> None:
-        consumer = self._subscriber.consumer
-        if not self._uncommitted or consumer is None:
-            return
-        async with self._commit_lock:
-            ends, self._uncommitted = self._uncommitted, {}
-            offsets = {TopicPartition(self.commands_topic, p): end for p, end in ends.items()}
-            # Advisory: PostgreSQL holds the truth. A failed commit only means more replays.
+                await asyncio.wait_for(self._stop.wait(), COMMIT_INTERVAL_SECONDS)
             try:
-                with LEDGER_BATCH_SECONDS.labels(phase="commit").time():
-                    await consumer.commit(offsets)
-            except KafkaError as error:
-                log.warning("offset commit failed; records will be replayed", error=str(error))
+                delivery = self._pipeline.current
+                if delivery is not None and delivery.acknowledged.done():
+                    await self._pipeline.settle()
+                await self._offsets.commit()
+            except (Stopped, asyncio.CancelledError):
                 return
-            self._committed.update(ends)
-        now = time.monotonic()
-        if now - self._last_prune >= PRUNE_INTERVAL_SECONDS and (
-            self._pruning is None or self._pruning.done()
-        ):
-            self._last_prune = now
-            self._pruning = asyncio.create_task(self._prune(dict(self._committed)))
+            except Exception:
+                log.exception("committing offsets failed; trying again")
+
+    async def _watch_kafka(self) -> None:
+        """Says whether Kafka answers: it answered lately (records, acknowledgements), or it
+        answers a metadata request now. Replies waiting for acknowledgements say nothing by
+        themselves while the broker is away, and an idle ledger sends nothing."""
+        while not self._stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), KAFKA_CHECK_INTERVAL_SECONDS)
+            answered_at = max(self._kafka_answered_at, self._poller.answered_at)
+            if time.monotonic() - answered_at < KAFKA_CHECK_INTERVAL_SECONDS:
+                self._health.clear("kafka")
+                continue
+            try:
+                async with asyncio.timeout(self.settings.kafka_request_timeout_seconds):
+                    await self._producer.client.fetch_all_metadata()
+            except (TimeoutError, KafkaError, OSError) as error:
+                self._health.trouble("kafka", f"Kafka does not answer: {error!r}")
+                continue
+            self._kafka_answered_at = time.monotonic()
+            self._health.clear("kafka")
 
     async def _commit_pending(self) -> None:
         """On a clean stop or a rebalance: what was applied and answered need not be replayed."""
-        if self._halted is not None:
-            return
-        try:
-            async with self._replies_in_order:
-                await self._settle_delivery()
-        except ConsumerHalted as error:
-            log.warning("replies of the last batch were not delivered", error=str(error))
-            return
-        await self._commit_delivered()
+        await self._pipeline.settle()
+        await self._offsets.commit()
 
-    async def _prune(self, committed: dict[int, int]) -> None:
-        try:
-            for partition, below_offset in sorted(committed.items()):
-                await asyncio.to_thread(
-                    self.recorder.prune_stored_replies,
-                    self.consumer_group,
-                    self.commands_topic,
-                    partition,
-                    below_offset,
-                )
-        except PersistenceError as error:
-            # Housekeeping: the replies stay until the next prune, nothing else is affected.
-            log.warning("pruning stored replies failed", error=str(error))
+    # ------------------------------------------------------------------ retrying
 
-    # ------------------------------------------------------------------ failures
-
-    async def _retry(self, attempt: Callable[[], Awaitable[T]], doing: str) -> T:
-        pause_seconds = FIRST_RETRY_PAUSE_SECONDS
-        for number in range(1, MAX_TRANSIENT_ATTEMPTS + 1):
-            try:
-                return await attempt()
-            except KafkaPositionConflict:
-                raise
-            except (PersistenceError, KafkaError, OSError) as error:
-                if number == MAX_TRANSIENT_ATTEMPTS:
-                    raise ConsumerHalted(f"{doing} failed {number} times: {error}") from error
-                log.warning(
-                    "transient failure; retrying", doing=doing, attempt=number, error=str(error)
-                )
-                if isinstance(error, PersistenceError):
-                    await asyncio.to_thread(self.recorder.drop_broken_connections)
-                await asyncio.sleep(pause_seconds)
-                pause_seconds *= 2
-        raise AssertionError("unreachable")
-
-    def _rewind(self, records: list[CommandRecord]) -> None:
-        firsts: dict[int, int] = {}
-        for record in records:
-            firsts[record.partition] = min(
-                record.offset, firsts.get(record.partition, record.offset)
-            )
-        for partition, offset in firsts.items():
-            self._consumer.seek(TopicPartition(self.commands_topic, partition), offset)
-
-    async def _halt(self, records: list[CommandRecord], reason: str) -> None:
-        self._rewind(records)
-        self._stop_consuming(reason)
-
-    def _stop_consuming(self, reason: str) -> None:
-        """Every later batch is rewound, not applied (see `_on_batch`)."""
-        self._halted = reason
-        self._consumer.pause(*self._consumer.assignment())
-        self._set_ready(False, f"halted: {reason}")
-        log.error(
-            "consumption stopped; nothing was skipped. Fix the cause, then restart the ledger",
-            reason=reason,
+    async def _retry_kafka(self, attempt: Callable[[], Awaitable[T]], doing: str) -> T:
+        return await retry(
+            attempt,
+            doing=doing,
+            retry_on=KAFKA_FAILURES,
+            stop=self._stop,
+            on_state=self._health.on_state(doing),
         )
 
-    def _count(self, replies: list[Reply], poisons: list[Poison]) -> None:
-        statuses = [reply.status for reply in replies] + ["rejected"] * len(poisons)
-        for status in statuses:
-            self.state.commands_by_status[status] = self.state.commands_by_status.get(status, 0) + 1
-            COMMANDS.labels(status=status, via="kafka").inc()
-        for poison in poisons:
-            DLQ_MESSAGES.labels(code=poison.dlq_code).inc()
-        self.state.dlq_records += len(poisons)
+    async def _retry_database(self, attempt: Callable[[], Awaitable[T]], doing: str) -> T:
+        failed = False
+
+        async def attempt_when_it_answers() -> T:
+            nonlocal failed
+            if failed:
+                # Not through the pool while the server is away (its reconnection backoff
+                # grows to minutes): once the server answers, broken connections are replaced.
+                if not await asyncio.to_thread(self.recorder.server_answers):
+                    raise OperationalError("PostgreSQL does not accept connections")
+                await asyncio.to_thread(self.recorder.drop_broken_connections)
+            try:
+                return await attempt()
+            except DATABASE_FAILURES:
+                failed = True
+                raise
+
+        return await retry(
+            attempt_when_it_answers,
+            doing=doing,
+            retry_on=DATABASE_FAILURES,
+            stop=self._stop,
+            on_state=self._health.on_state(doing),
+        )
+
+    # ------------------------------------------------------------------ rebalances
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        self._generation += 1
+        # The next owner starts from the committed offsets: the fewer it replays, the better.
+        await _bounded(self._commit_pending(), REVOKE_COMMIT_SECONDS, "committing on a rebalance")
+        partitions = {tp.partition for tp in revoked if tp.topic == self.commands_topic}
+        # Another ledger may write their accounts now: what is cached of them would go stale.
+        self._forget_partitions(partitions)
+        self._batches.forget(partitions)
+        self._poller.forget(partitions)
+        self._offsets.forget(partitions)
+
+    def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self._generation += 1
+        # Positions are read again before the next batch (not here: a database outage must not
+        # hold up the whole group's rebalance).
+        self._batches.forget(set())
+        log.info("partitions assigned", partitions=sorted(tp.partition for tp in assigned))
+
+    def _all_partitions(self) -> set[int]:
+        return set(self._kafka.partitions_for_topic(self.commands_topic) or ())
+
+    def _forget_partitions(self, partitions: set[int]) -> None:
+        """Drops cached accounts whose commands come through these partitions (key: account id)."""
+        all_partitions = sorted(self._all_partitions())
+        if not partitions or not all_partitions:
+            return
+        app = self.service.app
+        forgotten = [
+            account_id
+            for account_id in app.cached_account_ids()
+            if MURMUR2_PARTITIONER(account_id.encode(), all_partitions, all_partitions)
+            in partitions
+        ]
+        app.forget(forgotten)
+        log.info("forgot cached accounts", partitions=sorted(partitions), accounts=len(forgotten))
 
 
-def _ends(records: list[CommandRecord]) -> dict[int, int]:
-    """Partition -> the offset after the last of these records: where consumption resumes."""
-    ends: dict[int, int] = {}
-    for record in records:
-        ends[record.partition] = max(record.offset + 1, ends.get(record.partition, 0))
-    return ends
+async def _bounded(work: Awaitable[Any], seconds: float, doing: str) -> None:
+    """Runs `work` for at most `seconds`: a stop must not hang on a server that is away."""
+    try:
+        async with asyncio.timeout(seconds):
+            await work
+    except TimeoutError:
+        log.warning("gave up waiting", doing=doing, seconds=seconds)
+    except Exception as error:
+        log.warning("failed while stopping", doing=doing, error=repr(error))
 
 
-class _PositionListener(ConsumerRebalanceListener):
-    """On every assignment, the stored positions are read again: PostgreSQL is the truth.
-
-    Consumption itself resumes from Kafka's committed offset (or the earliest record): records
-    between it and the stored position are recognised as applied, and their stored replies are
-    sent again. Seeking straight to the stored position would skip exactly those replies.
-    """
+class _Rebalance(ConsumerRebalanceListener):
+    """Revoked partitions: offsets committed, cached accounts forgotten. Assigned ones: their
+    stored positions are read before the next batch. Consumption itself resumes from Kafka's
+    committed offset (or the earliest record): records between it and the stored position are
+    recognised as applied, and their stored replies are sent again."""
 
     def __init__(self, ledger: LedgerConsumer) -> None:
         self.ledger = ledger
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        # The next owner starts from the committed offsets: the fewer it replays, the better.
-        await self.ledger._commit_pending()
+        await self.ledger._on_revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        try:
-            await self.ledger._retry(self.ledger.load_positions, "reading positions")
-        except ConsumerHalted as error:
-            # Without the stored positions nothing can be applied safely: the first batch
-            # will be rewound and consumption paused.
-            self.ledger._halted = str(error)
-            return
+        self.ledger._on_assigned(assigned)

@@ -1,46 +1,50 @@
 """Kafka records of `credits.commands`: decoded into commands, or into a reason for the DLQ.
 
 Pure: no I/O. The consumer (services/ledger/consumer.py) does the sending and saving.
+
+A record is taken as Kafka delivers it: key, value and header values are bytes or null, and
+nothing is assumed of them. `decode` never raises: whatever a producer sent (no value, bytes
+that are not UTF-8, JSON nested deeper than Python's recursion limit, text PostgreSQL cannot
+hold, a key that is not the account id, headers of any kind) ends as a `Decoded` command or a
+`Poison` with a DLQ code and a reason. The `content-type` header is not read: the contract is
+that the value is a JSON command, and a value is judged by what it holds.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
 from aiokafka.structs import ConsumerRecord
 
 from domain.commands import MAX_COMMAND_BYTES, Command, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
+from infra.dlq import DlqCode
 from services.ledger.service import best_effort_ids
 
 # Kafka's own rule for topic names: a reply_to header naming anything else is ignored.
 _TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
-
-
-class DlqCode(StrEnum):
-    """The DLQ's `error.code` for a record that is not a command: finer than the reply's
-    `invalid_command`, so ops can tell a broken producer from a bad payload."""
-
-    OVERSIZED = "oversized"
-    UNDECODABLE = "undecodable"
-    INVALID_JSON = "invalid_json"
-    INVALID_COMMAND = "invalid_command"
-    WRONG_KEY = "wrong_key"
+# Kafka refuses these two names although they match the rule above.
+_NOT_TOPICS = frozenset({".", ".."})
 
 
 @dataclass(frozen=True)
 class CommandRecord:
-    """The parts of a Kafka record the ledger reads."""
+    """The parts of a Kafka record the ledger reads: bytes or None, as Kafka delivers them.
+
+    Header names are text (Kafka's protocol says UTF-8); the few records whose names are not
+    (see services/ledger/unreadable.py) carry them with their bytes escaped as surrogates.
+    """
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes], ...]
+    headers: tuple[tuple[str, bytes | None], ...]
+    # Why the record could not be read at all (services/ledger/unreadable.py); None: it was.
+    unreadable: str | None = None
 
     @classmethod
     def of(cls, record: ConsumerRecord[bytes, bytes]) -> CommandRecord:
@@ -54,10 +58,19 @@ class CommandRecord:
         )
 
     def header(self, name: str) -> bytes | None:
+        """The first header of that name; None when absent or null."""
         for key, value in self.headers:
             if key == name:
                 return value
         return None
+
+    def header_names_are_utf8(self) -> bool:
+        try:
+            for name, _ in self.headers:
+                name.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
 
 
 @dataclass(frozen=True)
@@ -77,7 +90,22 @@ class Poison:
 
 
 def decode(record: CommandRecord) -> Decoded | Poison:
-    value = record.value or b""
+    """The command a record holds, or why it holds none. Never raises."""
+    try:
+        return _decode(record)
+    except Exception as error:  # a record must never stop the ledger: name it instead
+        message = f"the record could not be read: {type(error).__name__}: {error}"
+        return _poison(record, DlqCode.UNPROCESSABLE, message, None)
+
+
+def _decode(record: CommandRecord) -> Decoded | Poison:
+    if record.unreadable is not None:
+        return _poison(record, DlqCode.UNDECODABLE, record.unreadable, None)
+    if not record.header_names_are_utf8():
+        return _poison(record, DlqCode.UNDECODABLE, "a header name is not UTF-8", None)
+    value = record.value
+    if value is None:
+        return _poison(record, DlqCode.INVALID_JSON, "the record has no value (null)", None)
     if len(value) > MAX_COMMAND_BYTES:
         message = f"{len(value)} bytes > {MAX_COMMAND_BYTES}"
         return _poison(record, DlqCode.OVERSIZED, message, None)
@@ -97,13 +125,17 @@ def decode(record: CommandRecord) -> Decoded | Poison:
 
 
 def reply_topic(record: CommandRecord, default_topic: str) -> str:
+    """Where the reply goes: a well-formed `reply_to`, else the default replies topic.
+
+    Whether that topic exists is the sender's business (services/ledger/replies.py).
+    """
     requested = record.header("reply_to")
     if requested is not None:
         try:
             name = requested.decode("ascii")
         except UnicodeDecodeError:
             return default_topic
-        if _TOPIC_NAME.match(name):
+        if _TOPIC_NAME.match(name) and name not in _NOT_TOPICS:
             return name
     return default_topic
 
@@ -115,6 +147,8 @@ def _dlq_code(error: LedgerError) -> DlqCode:
 
 
 def _poison(record: CommandRecord, dlq_code: DlqCode, message: str, text: str | None) -> Poison:
+    # Messages may quote what they refuse: the reply carrying one must be valid JSON text.
+    message = message.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
     ids = best_effort_ids(text) if text is not None else {}
     # A rejection is worth sending only if the sender can match it to what it sent.
     if "command_id" in ids or record.header("correlation_id") is not None:

@@ -7,7 +7,6 @@ changes nothing and writes nothing, and its retry is decided afresh.
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -20,6 +19,7 @@ from typing import Any
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import CanMutateAggregate
 from eventsourcing.persistence import IntegrityError
+from pydantic_core import from_json
 
 from domain import results
 from domain.account import Account, Context
@@ -130,11 +130,21 @@ class LedgerService:
                     decisions = self._decide(parsed, self.clock.now(), read_receipts=True)
                 changed = [a for a in decisions.accounts.values() if a and a.pending_events]
                 extra = save_with_replies(decisions.replies) if save_with_replies else {}
+                # Accounts decided on but not changed (a refusal writes nothing): the save
+                # checks that no other writer moved them on since they were read.
+                read = {
+                    account_id: account.version
+                    for account_id, account in decisions.accounts.items()
+                    if account is not None and not account.pending_events
+                }
+                if read:
+                    extra["read_versions"] = read
                 recordings = self.app.save(
                     *changed, receipts=decisions.receipts, **save_kwargs, **extra
                 )
             except IntegrityError as conflict:
-                # Someone else wrote these accounts: what is cached of them is stale.
+                # Someone else wrote these accounts (a version conflict, or a stale read): what
+                # is cached of them is stale.
                 self.app.forget(touched)
                 if attempt == self.max_attempts:
                     raise
@@ -322,11 +332,28 @@ def _parse(raw: bytes | str | dict[str, Any] | Command) -> Command | Reply:
 
 
 def best_effort_ids(raw: bytes | str | dict[str, Any]) -> dict[str, str]:
-    """The ids of a command that failed validation, so that its sender can match the reply."""
+    """The ids of a command that failed validation, so that its sender can match the reply.
+
+    Any input: pydantic's JSON parser bounds nesting (the standard library's recursion would
+    raise RecursionError on a deep document), and an id is kept only if a reply can carry it.
+    """
     try:
-        data = raw if isinstance(raw, dict) else json.loads(raw)
+        data = raw if isinstance(raw, dict) else from_json(raw)
     except ValueError:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: v[:128] for k in ("command_id", "account_id") if isinstance(v := data.get(k), str)}
+    return {
+        k: v[:128]
+        for k in ("command_id", "account_id")
+        if isinstance(v := data.get(k), str) and _carriable(v[:128])
+    }
+
+
+def _carriable(text: str) -> bool:
+    """Text a reply (JSON) and PostgreSQL can hold: valid UTF-8, no NUL."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text

@@ -18,10 +18,13 @@ from eventsourcing.persistence import OperationalError
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
+from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
+from infra.metrics import COMPONENT_READY, REPLY_TO_FALLBACKS
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
 from services.ledger import consumer as consumer_module
+from services.ledger import offsets as offsets_module
 from services.ledger.consumer import LedgerConsumer
 from tests.kafka_client import KafkaTestClient, Received
 from tests.ledger_harness import RunningLedger
@@ -164,12 +167,18 @@ class CrashAfterDatabaseCommit(LedgerConsumer):
 
     crashed = asyncio.Event()
 
-    async def _apply_fresh(self, fresh: Any) -> Any:
-        if self.crashed.is_set():
-            raise RuntimeError("dead")  # a dead process applies nothing more
-        await super()._apply_fresh(fresh)
-        self.crashed.set()
-        raise RuntimeError("killed between the database commit and everything after it")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        apply_fresh = self._batches._apply_fresh
+
+        async def crash_after(fresh: Any, stored: Any) -> Any:
+            if self.crashed.is_set():
+                raise asyncio.CancelledError  # a dead process applies nothing more
+            await apply_fresh(fresh, stored)
+            self.crashed.set()
+            raise asyncio.CancelledError  # killed between the database commit and the rest
+
+        self._batches._apply_fresh = crash_after  # type: ignore[method-assign]
 
 
 async def test_a_crash_after_the_database_commit_loses_no_reply_and_applies_nothing_twice(
@@ -202,22 +211,26 @@ async def test_a_crash_after_the_database_commit_loses_no_reply_and_applies_noth
 
 
 class DatabaseDown(LedgerConsumer):
-    """Its database fails every write, as during an outage."""
+    """Its database fails every write until `back` is set, as during an outage."""
 
-    async def _apply_fresh(self, fresh: Any) -> Any:
-        async def fail() -> None:
-            raise OperationalError("connection refused (simulated outage)")
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.back = asyncio.Event()
+        self.failed_attempts = 0
+        handle_many = self.service.handle_many
 
-        await self._retry(fail, "applying commands")
+        def failing(*args: Any, **kwargs: Any) -> Any:
+            if not self.back.is_set():
+                self.failed_attempts += 1
+                raise OperationalError("connection refused (simulated outage)")
+            return handle_many(*args, **kwargs)
+
+        self.service.handle_many = failing  # type: ignore[method-assign]
 
 
-async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothing(
-    topics: Settings,
-    kafka: KafkaTestClient,
-    start_ledger: Callable[..., Any],
-    monkeypatch: pytest.MonkeyPatch,
+async def test_a_database_outage_is_retried_until_it_ends_and_skips_nothing(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
 ) -> None:
-    monkeypatch.setattr(consumer_module, "FIRST_RETRY_PAUSE_SECONDS", 0.01)
     account = f"outage-{uuid.uuid4().hex[:6]}"
     bodies = [command(account, "open_account", plan="pro")]
     bodies += [command(account, "consume", action="lookup", quantity=1) for _ in range(5)]
@@ -226,38 +239,44 @@ async def test_an_outage_past_the_retry_bound_stops_consumption_and_skips_nothin
 
     down = await start_ledger(DatabaseDown)
     async with asyncio.timeout(30):
-        while down.consumer.state.ready:
+        while down.consumer.state.ready or down.consumer.failed_attempts < 5:
             await asyncio.sleep(0.05)
 
-    assert down.consumer.state.reason.startswith("halted: applying commands failed 8 times")
+    # Not ready, saying why, and still trying: no halt, nothing applied, nothing skipped.
+    assert down.consumer.state.reason.startswith("applying commands: OperationalError")
     assert READINESS.snapshot()["ledger"].ready is False
+    assert COMPONENT_READY.labels(component="ledger")._value.get() == 0
     assert stored_events(topics, account) == []
-    await down.close()
 
-    await start_ledger()  # the database is back: a restarted ledger applies everything
+    down.consumer.back.set()
     replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=len(bodies)))
     assert all(replies[b["command_id"]][0]["status"] == "accepted" for b in bodies)
     assert sum(isinstance(e, Account.Consumed) for e in stored_events(topics, account)) == 5
+    async with asyncio.timeout(10):
+        while not down.consumer.state.ready:
+            await asyncio.sleep(0.05)
+    assert down.consumer.state.reason == "consuming"
+    assert COMPONENT_READY.labels(component="ledger")._value.get() == 1
 
 
 class FirstRepliesLost(LedgerConsumer):
     """The replies of its first batch are never acknowledged, as when the broker times out."""
 
-    losing = False
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        send_one = self._pipeline._send_one
+        lost_once: set[int] = set()
 
-    async def _deliver(self, replies: Any, ends: dict[int, int]) -> Any:
-        self.losing = self.state.batches == 1
-        try:
-            return await super()._deliver(replies, ends)
-        finally:
-            self.losing = False
+        async def losing_the_first_batch(outgoing: Any) -> Any:
+            offset = outgoing.reply.offset
+            if self.state.batches == 1 and offset not in lost_once:
+                lost_once.add(offset)
+                lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+                lost.set_exception(KafkaTimeoutError())
+                return lost
+            return await send_one(outgoing)
 
-    async def _hand_over(self, reply: Any) -> Any:
-        if self.losing:
-            lost: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-            lost.set_exception(KafkaTimeoutError())
-            return lost
-        return await super()._hand_over(reply)
+        self._pipeline._send_one = losing_the_first_batch  # type: ignore[method-assign]
 
 
 async def test_replies_never_acknowledged_are_sent_again_before_later_ones(
@@ -291,16 +310,19 @@ class AcknowledgementsHeld(LedgerConsumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.release = asyncio.Event()
+        send_one = self._pipeline._send_one
 
-    async def _hand_over(self, reply: Any) -> Any:
-        sent = await super()._hand_over(reply)
+        async def held(outgoing: Any) -> Any:
+            sent = await send_one(outgoing)
 
-        async def acknowledged() -> Any:
-            result = await sent
-            await self.release.wait()
-            return result
+            async def acknowledged() -> Any:
+                result = await sent
+                await self.release.wait()
+                return result
 
-        return asyncio.ensure_future(acknowledged())
+            return asyncio.ensure_future(acknowledged())
+
+        self._pipeline._send_one = held  # type: ignore[method-assign]
 
 
 async def test_offsets_are_committed_only_once_the_replies_are_acknowledged(
@@ -334,7 +356,7 @@ async def test_stored_replies_below_the_committed_offsets_are_pruned(
 ) -> None:
     # Commits every tick of the commit task (at 0 it would spin).
     monkeypatch.setattr(consumer_module, "COMMIT_INTERVAL_SECONDS", 0.01)
-    monkeypatch.setattr(consumer_module, "PRUNE_INTERVAL_SECONDS", 0.0)
+    monkeypatch.setattr(offsets_module, "PRUNE_INTERVAL_SECONDS", 0.0)
     ledger = await start_ledger()
     consumer: LedgerConsumer = ledger.consumer
     account = f"prune-{uuid.uuid4().hex[:6]}"
@@ -365,7 +387,7 @@ async def test_a_restarted_database_leaves_dead_connections_that_do_not_halt_the
     topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
 ) -> None:
     """Connections are not pinged on checkout and the consumer makes single attempts: after a
-    database restart it must not spend its retry budget on the pool's dead connections."""
+    database restart the pool's dead connections must not keep it failing."""
     ledger = await start_ledger(as_in_production=True)  # the cached account is not read again
     consumer: LedgerConsumer = ledger.consumer
     account = f"restart-{uuid.uuid4().hex[:6]}"
@@ -374,7 +396,7 @@ async def test_a_restarted_database_leaves_dead_connections_that_do_not_halt_the
 
     pool = consumer.recorder.datastore.pool
     idle = [conn.info.backend_pid for conn in list(pool._pool)]  # the pool's idle connections
-    assert len(idle) >= consumer_module.MAX_TRANSIENT_ATTEMPTS
+    assert len(idle) >= 2
     with psycopg.connect(topics.pg_dsn(), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", (idle,))
 
@@ -385,3 +407,42 @@ async def test_a_restarted_database_leaves_dead_connections_that_do_not_halt_the
     replies = by_correlation(await kafka.read(topics.topic(Topic.REPLIES), count=4))
     assert [replies[b["command_id"]][0]["status"] for b in spends] == ["accepted"] * 3
     assert consumer.state.ready, consumer.state.reason
+
+
+async def test_a_reply_to_a_missing_topic_is_answered_on_the_default_topic_and_counted(
+    topics: Settings, kafka: KafkaTestClient, start_ledger: Callable[..., Any]
+) -> None:
+    ledger = await start_ledger()
+    account = f"replyto-{uuid.uuid4().hex[:6]}"
+    own_topic = f"{topics.topic_prefix}client-replies"
+    missing_topic = f"{topics.topic_prefix}nobody-created-this"
+    await create_topics(topics, [own_topic])
+    fallbacks = REPLY_TO_FALLBACKS.labels(reason="unknown_topic")
+    before = fallbacks._value.get()
+    opened = command(account, "open_account", plan="pro")
+    spend = command(account, "consume", action="lookup", quantity=1)
+    for body, reply_to in [(opened, missing_topic), (spend, own_topic)]:
+        await kafka.produce(
+            topics.topic(Topic.COMMANDS),
+            account,
+            json.dumps(body).encode(),
+            headers=[
+                ("correlation_id", body["command_id"].encode()),
+                ("reply_to", reply_to.encode()),
+            ],
+        )
+
+    try:
+        (fallen_back,) = await kafka.read(topics.topic(Topic.REPLIES), count=1)
+        (asked_for,) = await kafka.read(own_topic, count=1)
+    finally:
+        await delete_topics(topics, [own_topic])
+
+    headers = dict(fallen_back.headers)
+    assert headers["correlation_id"] == opened["command_id"].encode()
+    assert headers["reply_to.error"] == f"unknown_topic ({missing_topic})".encode()
+    assert json.loads(fallen_back.value or b"")["status"] == "accepted"
+    assert dict(asked_for.headers) == {"correlation_id": spend["command_id"].encode()}
+    assert fallbacks._value.get() == before + 1
+    # The producer was never asked to send there (it would wait a metadata timeout).
+    assert missing_topic not in ledger.consumer._producer.client._topics

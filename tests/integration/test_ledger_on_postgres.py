@@ -234,6 +234,36 @@ def test_two_processes_racing_on_one_account_apply_each_command_once(
         app.close()
 
 
+def test_a_refusal_is_never_decided_on_an_account_another_writer_moved_on(
+    settings: Settings, pg_database: str
+) -> None:
+    """A ledger trusting its cache (no fast-forward, as `credits run ledger`) refuses nothing on
+    a stale account: a grant written by another writer is spendable by its very next command."""
+    account_id = f"stale-{uuid.uuid4().hex[:8]}"
+    clock = StepClock(datetime(2024, 1, 31, tzinfo=UTC))
+    trusting = _app(settings, AGGREGATE_CACHE_FASTFORWARD="n")
+    other = _app(settings)
+    ledger = LedgerService(trusting, PAY_AS_YOU_GO, clock)
+    writer = LedgerService(other, PAY_AS_YOU_GO, clock)
+    try:
+        ledger.handle(_command(account_id, "open_account", plan="payg"))
+        spend = _command(account_id, "consume", credit_type="credits", amount=1, quantity=1)
+        refused = ledger.handle(spend)  # the account, with nothing on it, is now cached
+        assert refused.status == "rejected"
+        for _ in range(3):
+            granted = writer.handle(
+                _command(account_id, "grant", credit_type="credits", amount=1, source="admin")
+            )
+            assert granted.status == "accepted"
+            spend = _command(account_id, "consume", credit_type="credits", amount=1, quantity=1)
+            spent = ledger.handle(spend)
+            assert spent.status == "accepted", spent.error
+            assert spent.balances["credits"].available == 0
+    finally:
+        trusting.close()
+        other.close()
+
+
 def test_a_batch_that_fails_to_save_leaves_the_cached_account_as_saved(
     settings: Settings, pg_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

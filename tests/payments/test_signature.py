@@ -31,6 +31,9 @@ def test_a_header_with_both_signatures_verifies_with_the_new_secret_alone() -> N
     assert verify_stripe_event(BODY, both, [NEW], 300)["id"] == "evt_1"
 
 
+SIGNED_AT_TEST_TIME = "signed at test time"
+
+
 @pytest.mark.parametrize(
     ("body", "signature", "code"),
     [
@@ -40,13 +43,16 @@ def test_a_header_with_both_signatures_verifies_with_the_new_secret_alone() -> N
         (BODY.replace(b"evt_1", b"evt_2"), header(), "signature_invalid"),  # body altered
         (BODY, "t=abc,v1=def", "signature_invalid"),
         (b"\xff\xfe", header(), "signature_invalid"),
-        (b"[1, 2]", header(b"[1, 2]"), "invalid_event"),
-        (b'{"id": "evt_1"}', header(b'{"id": "evt_1"}'), "invalid_event"),
+        (b"[1, 2]", SIGNED_AT_TEST_TIME, "invalid_event"),
+        (b'{"id": "evt_1"}', SIGNED_AT_TEST_TIME, "invalid_event"),
     ],
 )
 def test_bad_missing_and_stale_signatures_are_refused(
     body: bytes, signature: str | None, code: str
 ) -> None:
+    if signature == SIGNED_AT_TEST_TIME:
+        # Signed now, not when the module was collected: the suite runs longer than the tolerance.
+        signature = header(body)
     with pytest.raises(WebhookRefused) as refused:
         verify_stripe_event(body, signature, [OLD, NEW], 300)
     assert refused.value.code == code

@@ -15,6 +15,7 @@ from pydantic import TypeAdapter
 
 from domain.commands import MAX_COMMAND_BYTES, Command
 from domain.replies import Reply
+from infra.dlq import DlqCode
 from infra.settings import Settings, Topic
 from services.client.asyncapi.cloud_events import (
     PAYMENT_EVENT_MODELS,
@@ -23,7 +24,6 @@ from services.client.asyncapi.cloud_events import (
     event_classes,
     type_name,
 )
-from services.ledger.records import DlqCode
 from services.relay.cloud_events import CONTENT_TYPE
 
 # The contract's version, not the code's: bump it when a channel, message or schema changes.
