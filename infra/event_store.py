@@ -32,6 +32,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from infra.receipts import Receipt, ReceiptConflict
+from infra.schema_lock import SCHEMA_LOCK_KEY
 from infra.settings import Settings
 
 # eventsourcing resolves this topic to the factory below (one class, named explicitly).
@@ -628,20 +629,17 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
             yield
             return
         with self.datastore.get_connection() as conn:
-            conn.execute(SQL("SELECT pg_advisory_lock(%s)"), (_CREATE_TABLES_LOCK,))
+            conn.execute(SQL("SELECT pg_advisory_lock(%s)"), (SCHEMA_LOCK_KEY,))
             try:
                 yield
             finally:
-                conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (_CREATE_TABLES_LOCK,))
+                conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (SCHEMA_LOCK_KEY,))
 
 
 # A run count no statement reaches: psycopg never prepares by count (see the factory).
 _ONLY_WHEN_ASKED = 2**31 - 1
 
 POOL_RECONNECT_TIMEOUT_SECONDS = 5.0
-
-# Any fixed number: the key of the session lock table creators take turns with.
-_CREATE_TABLES_LOCK = 0x63726564_74626C73  # "cred" "tbls"
 
 
 def event_store_env(settings: Settings, database: str | None = None) -> dict[str, str]:

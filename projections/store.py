@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 from eventsourcing.utils import get_topic
 
+from infra.schema_lock import creating_schema_asyncpg
 from projections.batch import BatchState, Row
 from projections.event_log import Logged
 from projections.projection import Projection
@@ -26,9 +27,6 @@ TRACKING = "rm_tracking"
 # Events a projection could not apply and went past (projections/applying.py).
 SKIPPED = "rm_skipped_events"
 SHADOW_SUFFIX = "__shadow"
-# Serialises schema creation between processes starting at once (CREATE TABLE IF NOT EXISTS
-# races on the catalog otherwise).
-_SCHEMA_LOCK_ID = 0x637265646974  # "credit"
 
 
 class PositionMoved(RuntimeError):
@@ -42,8 +40,7 @@ def shadow_tracking(name: str) -> str:
 async def ensure_tables(
     conn: asyncpg.Connection, projections: Iterable[Projection], suffix: str = ""
 ) -> None:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_ID)
+    async with creating_schema_asyncpg(conn):
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {TRACKING} ("
             "projection text PRIMARY KEY, position bigint NOT NULL, "

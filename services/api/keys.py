@@ -21,12 +21,12 @@ from enum import StrEnum
 
 import asyncpg
 
+from infra.schema_lock import creating_schema_asyncpg
+
 TABLE = "api_keys"
 KEY_PREFIX = "ck_"
 _KEY = re.compile(r"^ck_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$")
 NAME_PATTERN = r"^[A-Za-z0-9 ._:@-]{1,64}$"
-# Serialises concurrent table creation (CREATE TABLE IF NOT EXISTS races on the catalog).
-_SCHEMA_LOCK_ID = 7_326_104_011
 
 
 class Scope(StrEnum):
@@ -53,8 +53,7 @@ class NewKey:
 
 
 async def ensure_table(conn: asyncpg.Connection) -> None:
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK_ID)
+    async with creating_schema_asyncpg(conn):
         await conn.execute(
             f"CREATE TABLE IF NOT EXISTS {TABLE} ("
             "key_id text PRIMARY KEY, "

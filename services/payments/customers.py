@@ -21,6 +21,7 @@ import structlog
 from psycopg import AsyncConnection, sql
 from psycopg_pool import AsyncConnectionPool
 
+from infra.schema_lock import creating_schema_psycopg
 from infra.settings import Settings
 from services.payments.pool import open_pool
 from services.payments.stripe_api import StripeApi
@@ -57,7 +58,7 @@ class PostgresCustomers:
         await self._pool.close()
 
     async def create_table(self) -> None:
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, creating_schema_psycopg(conn):
             await conn.execute(
                 sql.SQL(
                     "CREATE TABLE IF NOT EXISTS {} ("

@@ -24,19 +24,18 @@ redelivery, at the latest) sends them.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-import psycopg
 from psycopg import AsyncConnection, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from infra.schema_lock import creating_schema_psycopg
 from infra.settings import Settings
 from services.payments.mapping import Command
 from services.payments.pool import open_pool
@@ -136,12 +135,9 @@ class PostgresPurchases:
         await self._pool.close()
 
     async def create_tables(self) -> None:
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, creating_schema_psycopg(conn):
             for statement in _SCHEMA:
-                query = sql.SQL(statement).format(purchases=PURCHASES, revokes=REVOKES)
-                # Another process may create it at the same instant (a pg_type race).
-                with contextlib.suppress(psycopg.errors.UniqueViolation):
-                    await conn.execute(query)
+                await conn.execute(sql.SQL(statement).format(purchases=PURCHASES, revokes=REVOKES))
 
     # ------------------------------------------------------------------ purchases sent
 
