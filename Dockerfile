@@ -12,6 +12,8 @@ COPY domain ./domain
 COPY services ./services
 COPY projections ./projections
 COPY infra ./infra
+COPY contracts ./contracts
+COPY clients ./clients
 RUN pip install .
 
 RUN useradd --system --uid 10001 credits

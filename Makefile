@@ -21,8 +21,8 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them when missing)
-	infra/postgres.sh up
-	infra/kafka.sh up
+	deploy/local/postgres.sh up
+	deploy/local/kafka.sh up
 	$(BIN)/credits topics create
 
 run: stack ## start the local stack, then every component in the foreground (Ctrl-C stops)
@@ -49,8 +49,8 @@ bench: stack ## throughput and latency on the local stack, beside the raw Postgr
 	$(BIN)/python -m bench
 
 stop: ## stop PostgreSQL and Kafka
-	infra/kafka.sh down
-	infra/postgres.sh down
+	deploy/local/kafka.sh down
+	deploy/local/postgres.sh down
 
 clean: stop ## stop, then remove all local state (.local/)
 	rm -rf .local

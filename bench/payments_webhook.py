@@ -28,8 +28,8 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings
-from infra.stripe_fake import free_port
 from services.ledger.service import LedgerService, SystemClock
+from tests.kit.stripe_fake import free_port
 
 PAYMENTS = 200
 WARM_UP_PAYMENTS = 5

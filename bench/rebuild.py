@@ -21,8 +21,8 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
+from projections.read_side import open_read_side
 from projections.rebuild import ShadowBuilder
-from projections.runner import open_read_side
 from projections.store import SHADOW_SUFFIX, checksum
 from services.ledger.service import LedgerService
 

@@ -1,7 +1,7 @@
 """Serving an ASGI app with uvicorn inside a component, until the component's stop is set.
 
 uvicorn's own signal handling is switched off: the runner owns SIGINT and SIGTERM for every
-component of the process (`services/runner.py`).
+component of the process (`services/cli/supervisor.py`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Does a Kafka broker answer? One ApiVersions request, stdlib only.
 
 A TCP connect is not enough: the socket opens before the broker serves clients. The local
-provisioning script (`infra/kafka.sh`, before any virtualenv exists) and the `/healthz` endpoint
-both use this file, so "Kafka answers" means the same thing everywhere.
+provisioning script (`deploy/local/kafka.sh`, before any virtualenv exists) and the `/healthz`
+endpoint both use this file, so "Kafka answers" means the same thing everywhere.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Settings from environment variables (12-factor), each with a default that works locally.
 
 Every variable is listed in the README's settings table; `make run` and `make test` use the
-defaults, which point at the local stack that `infra/postgres.sh` and `infra/kafka.sh` start.
+defaults, which point at the local stack that `deploy/local/postgres.sh` and
+`deploy/local/kafka.sh` start.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 from domain.integration import cloud_event_type, event_data
 from projections import queries
 from projections.event_log import Logged, UndecodableEvent
-from projections.runner import ReadSide
+from projections.read_side import ReadSide
 from projections.store import TRACKING, skipped_counts
 
 # `credits account show` prints at most this many of the newest events.

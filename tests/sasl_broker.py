@@ -1,4 +1,4 @@
-"""A Kafka broker of the SASL tests' own, with a SASL/PLAIN listener (`infra/kafka.sh`).
+"""A Kafka broker of the SASL tests' own, with a SASL/PLAIN listener (`deploy/local/kafka.sh`).
 
 The shared local broker (`make test` starts it, other worktrees use it) was started without a
 SASL listener, and listeners are set when a broker starts: it cannot be given one without a
@@ -67,7 +67,7 @@ def _env(password: str) -> dict[str, str]:
 
 def _script(verb: str, env: dict[str, str], timeout_seconds: float) -> None:
     subprocess.run(
-        [str(PROJECT_DIR / "infra" / "kafka.sh"), verb],
+        [str(PROJECT_DIR / "deploy" / "local" / "kafka.sh"), verb],
         env=env,
         check=True,
         timeout=timeout_seconds,

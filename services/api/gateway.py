@@ -17,11 +17,11 @@ from typing import Any
 
 import structlog
 from aiokafka.errors import KafkaError
+from credits_client import ClientClosed, CommandNotSent, CommandTimeout, CreditsClient
 
 from domain.replies import Reply
 from infra.settings import Settings, Topic
 from services.api.errors import KAFKA_UNAVAILABLE, Unavailable
-from services.client import ClientClosed, CommandNotSent, CommandTimeout, CreditsClient
 
 log = structlog.get_logger("credits.api.gateway")
 

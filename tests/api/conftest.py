@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from domain.catalog import load_catalog
 from infra.kafka_topics import delete_topics
 from infra.settings import Settings
-from projections.runner import ReadSide
+from projections.read_side import ReadSide
 from services.api import keys
 from services.api.app import close_app, create_app
 from services.api.gateway import CommandGateway

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from services.api import keys
-from services.cli import main
+from services.cli.main import main
 from tests.api.conftest import bearer
 
 pytestmark = pytest.mark.integration

@@ -8,11 +8,11 @@ import re
 
 import httpx
 
+from contracts.openapi import OPENAPI_PATH, openapi_document, render
 from infra.settings import Settings
 from services.api.app import create_app
-from services.api.document import OPENAPI_PATH, openapi_document, render
 from services.api.route_table import served_routes
-from services.cli import main
+from services.cli.main import main
 
 # Served for people, not part of the API: the document itself and its viewer.
 NOT_DOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs")}

@@ -12,13 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from credits_client import CreditsClient
+from credits_client.transport import ReplyRecord
 
 from domain.catalog import load_catalog
 from infra.kafka_topics import delete_topics
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.client import CreditsClient
-from services.client.transport import ReplyRecord
 from services.ledger.service import LedgerService, SystemClock
 from tests.ledger_harness import RunningLedger, own_topics
 

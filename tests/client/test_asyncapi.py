@@ -16,22 +16,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from credits_client import CreditsClient
 from pydantic import TypeAdapter, ValidationError
 
-from domain.account import Account
-from domain.commands import Command, _Command
-from domain.integration import _ENVELOPE
-from domain.replies import Reply
-from infra.settings import Topic
-from services.client import CreditsClient
-from services.client.asyncapi import render
-from services.client.asyncapi.__main__ import main
-from services.client.asyncapi.cloud_events import (
+from contracts.asyncapi import render
+from contracts.asyncapi.__main__ import main
+from contracts.asyncapi.cloud_events import (
     ENVELOPE_FIELDS,
     cloud_event_adapter,
     event_classes,
     type_name,
 )
+from domain.account import Account
+from domain.commands import Command, _Command
+from domain.integration import _ENVELOPE
+from domain.replies import Reply
+from infra.settings import Topic
 from services.relay.cloud_events import cloud_event, encode
 from tests.client.conftest import InMemoryLedgerWire
 from tests.client.json_schema_subset import problems
@@ -45,7 +45,7 @@ CLOUD_EVENT = cloud_event_adapter()
 
 def test_docs_asyncapi_json_is_what_the_code_generates() -> None:
     assert DOCUMENT_PATH.read_text() == render(), (
-        "docs/asyncapi.json is stale: run `python -m services.client.asyncapi`"
+        "docs/asyncapi.json is stale: run `python -m contracts.asyncapi`"
     )
 
 

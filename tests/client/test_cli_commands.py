@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from infra.settings import Settings
-from services.cli import main
-from services.client.demo import SCENARIO
+from services.cli.demo import SCENARIO
+from services.cli.main import main
 from tests.client.conftest import account
 from tests.ledger_harness import RunningLedger
 

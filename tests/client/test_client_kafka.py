@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka import TopicPartition
+from credits_client import ClientClosed, CommandTimeout, partition_for
+from credits_client.partitioning import PARTITIONER
 
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import delete_topics
 from infra.settings import Settings, Topic
-from services.client import ClientClosed, CommandTimeout, partition_for
-from services.client.partitioning import PARTITIONER
 from tests.client.conftest import ClientFactory, RunningLedger, account, own_topics
 from tests.kafka_client import Received
 

@@ -6,13 +6,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from credits_client import CreditsClient, InvalidCommand, InvalidReply
+from credits_client.balances import LastKnownBalances
+from credits_client.transport import ReplyRecord
 
 from domain.commands import parse_command
 from domain.replies import Balance, Reply
 from infra.settings import Settings
-from services.client import CreditsClient, InvalidCommand, InvalidReply
-from services.client.balances import LastKnownBalances
-from services.client.transport import ReplyRecord
 from tests.client.conftest import InMemoryLedgerWire
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from credits_client import CreditsClient
+
 from domain.account import Account
 from domain.catalog import load_catalog
-from services.client import CreditsClient
-from services.client.demo import DEMO_CATALOG_VERSION, SCENARIO, run_demo
+from services.cli.demo import DEMO_CATALOG_VERSION, SCENARIO, run_demo
 from tests.client.conftest import InMemoryLedgerWire
 
 

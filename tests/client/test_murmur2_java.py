@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka.partitioner import murmur2
-
-from services.client import partition_for
+from credits_client import partition_for
 
 # Needs the jars `make stack` installs, as the other tests need its servers.
 pytestmark = pytest.mark.integration

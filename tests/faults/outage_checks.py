@@ -23,8 +23,8 @@ from infra.event_store import CreditsPostgresRecorder, event_store_env
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
+from projections.read_side import open_read_side
 from projections.rebuild import rebuild
-from projections.runner import open_read_side
 from projections.store import positions
 from services.relay.relay import FOLLOWER_NAME as RELAY
 from services.scheduler.scheduler import FOLLOWER_NAME as SCHEDULER

@@ -2,8 +2,9 @@
 
 The shared local stack (`make test` starts it) serves every other test at the same time, so
 the tests that take servers down start their own pair on other ports, with their state under
-`.local/faults/`, through the same scripts (`infra/postgres.sh`, `infra/kafka.sh`) that start
-the shared one. Ports: PostgreSQL 25433, Kafka 19092 (controller 19093); each can be moved with
+`.local/faults/`, through the same scripts (`deploy/local/postgres.sh`,
+`deploy/local/kafka.sh`) that start the shared one. Ports: PostgreSQL 25433, Kafka 19092
+(controller 19093); each can be moved with
 CREDITS_FAULTS_PG_PORT and CREDITS_FAULTS_KAFKA_PORT. Both sit below the kernel's ephemeral range
 (32768-60999 on Linux): a server that is stopped and started again must find its port free, and
 a port in that range can meanwhile be taken as the local end of some client's connection.
@@ -45,7 +46,7 @@ class PrivateStack:
 
     def _script(self, script: str, verb: str) -> None:
         subprocess.run(
-            [str(PROJECT_DIR / "infra" / script), verb],
+            [str(PROJECT_DIR / "deploy" / "local" / script), verb],
             env=self.env(),
             check=True,
             timeout=START_TIMEOUT_SECONDS,
@@ -96,7 +97,7 @@ def start_private_stack(base: Settings) -> PrivateStack:
 
 def _pg_bin_dir() -> Path:
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: p.parent.name)
-    assert candidates, "PostgreSQL is not installed (infra/postgres.sh installs it)"
+    assert candidates, "PostgreSQL is not installed (deploy/local/postgres.sh installs it)"
     return candidates[-1]
 
 

@@ -26,12 +26,12 @@ from infra.kafka_topics import create_topics
 from infra.metrics import REGISTRY
 from infra.readiness import READINESS
 from infra.settings import Settings, Topic
-from infra.stripe_fake import free_port
 from services.payments.consumer import run_payments
 from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from tests.databases import fresh_database
 from tests.faults.private_stack import PrivateStack
+from tests.kit.stripe_fake import free_port
 from tests.payments.conftest import CATALOGS, MemoryLedger, payments_app, signed, stripe_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

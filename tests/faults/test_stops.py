@@ -4,7 +4,7 @@ One `credits run X` process per entry of the runner's component table, plus `all
 added to the table is covered without editing this test. They start with the private stack up,
 the broker is then killed, and each is sent SIGTERM in turn while the outage lasts (so the
 later ones have been retrying for longer). The runner bounds the stop whatever a component
-does (services/runner.py); the summary says which processes needed its hard stop.
+does (services/cli/supervisor.py); the summary says which processes needed its hard stop.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import pytest
 from aiokafka.errors import KafkaError
 
 from infra.kafka_topics import create_topics, delete_topics
-from services.runner import COMPONENTS, HARD_STOP_EXIT_STATUS
+from services.cli.supervisor import COMPONENTS, HARD_STOP_EXIT_STATUS
 from tests.databases import fresh_database
 from tests.faults.command_load import CommandLoad
 from tests.faults.component_process import ComponentProcess, free_port

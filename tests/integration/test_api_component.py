@@ -11,7 +11,7 @@ import pytest
 
 from infra.settings import Settings
 from services.api.keys import Scope
-from services.runner import run_api
+from services.cli.supervisor import run_api
 from tests.api.conftest import bearer, create_key
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]

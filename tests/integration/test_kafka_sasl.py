@@ -1,4 +1,4 @@
-"""Kafka with SASL/PLAIN, against a real broker's SASL listener (`infra/kafka.sh`,
+"""Kafka with SASL/PLAIN, against a real broker's SASL listener (`deploy/local/kafka.sh`,
 CREDITS_KAFKA_SASL_PORT; a broker of these tests' own, see tests/sasl_broker.py): every client
 the factories make logs in with the settings' credentials; wrong ones fail at start with an
 error that says so, and the password shows nowhere."""
@@ -13,10 +13,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError
+from infra.kafka_probe import broker_answers
 from pydantic import SecretStr
 
 from infra.kafka_clients import acknowledged_producer, admin_client, consumer
-from infra.kafka_probe import broker_answers
 from infra.settings import Settings
 from tests.sasl_broker import USERNAME, SaslBroker, start_sasl_broker, stop_sasl_broker
 

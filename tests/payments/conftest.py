@@ -26,7 +26,6 @@ from domain.replies import Reply
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
-from infra.stripe_fake import FakeStripe, free_port
 from services.api.errors import install_error_handlers
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
@@ -35,6 +34,7 @@ from services.payments.http import PaymentRoutes, payments_producer
 from services.relay.cloud_events import cloud_event
 from tests.databases import fresh_database
 from tests.kafka_client import created_topics
+from tests.kit.stripe_fake import FakeStripe, free_port
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 OLD_SECRET = "whsec_old_test_secret"

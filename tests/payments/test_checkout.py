@@ -14,7 +14,6 @@ from fastapi import Depends, FastAPI
 from domain.catalog import load_catalog
 from domain.commands import parse_command
 from infra.settings import Settings
-from infra.stripe_fake import FakeStripe
 from services.api.errors import install_error_handlers
 from services.payments import mapping as m
 from services.payments.checkout import (
@@ -24,6 +23,7 @@ from services.payments.checkout import (
     session_params,
 )
 from services.payments.http import PaymentRoutes
+from tests.kit.stripe_fake import FakeStripe
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 PLUS = load_catalog(CATALOGS / "seed_002_plus_credits.toml")

@@ -16,13 +16,13 @@ import stripe
 
 from domain.catalog import load_catalog
 from infra.settings import Settings
-from infra.stripe_fake import FakeStripe
 from services.payments.customers import PostgresCustomers
 from services.payments.handler import PaymentHandler
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PostgresPurchases
 from services.payments.stripe_api import StripeApi
 from services.payments.top_ups import TopUpRequest
+from tests.kit.stripe_fake import FakeStripe
 from tests.payments.conftest import CATALOGS, payments_app
 
 pytestmark = pytest.mark.integration

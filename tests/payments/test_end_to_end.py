@@ -25,7 +25,7 @@ from services.payments.customers import PostgresCustomers
 from tests.kafka_client import KafkaTestClient
 from tests.payments.conftest import wait_for_link
 
-runner = pytest.importorskip("services.runner")
+runner = pytest.importorskip("services.cli.supervisor")
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("payments_running", "webhook_url")]
 
 SEED_001 = (

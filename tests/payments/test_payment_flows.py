@@ -17,10 +17,10 @@ from prometheus_client import generate_latest
 from domain.account import Account
 from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
-from infra.stripe_fake import FakeStripe
 from services.payments.customers import PostgresCustomers
 from services.payments.metadata import PaymentMetadata
 from tests.kafka_client import KafkaTestClient
+from tests.kit.stripe_fake import FakeStripe
 from tests.payments.conftest import (
     MemoryLedger,
     commands_for,

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infra.settings import Settings
-from services.cli import main
+from services.cli.main import main
 from services.payments import mapping as m
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases

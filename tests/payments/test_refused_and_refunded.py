@@ -22,23 +22,23 @@ import stripe
 import uvicorn
 from eventsourcing.application import AggregateNotFoundError
 
+from contracts.asyncapi.cloud_events import cloud_event_adapter
+from contracts.asyncapi.document import asyncapi_document
 from domain.account import Account
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
-from infra.stripe_fake import FakeStripe, free_port
-from services.client.asyncapi.cloud_events import cloud_event_adapter
-from services.client.asyncapi.document import asyncapi_document
+from services.cli.supervisor import run_ledger
 from services.payments.consumer import run_payments
 from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
 from services.payments.replies import refund_key
-from services.runner import run_ledger
 from tests.client.json_schema_subset import problems
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
+from tests.kit.stripe_fake import FakeStripe, free_port
 from tests.payments.conftest import payments_app, read_topic, signed, stripe_event
 
 pytestmark = pytest.mark.integration

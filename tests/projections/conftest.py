@@ -16,7 +16,7 @@ from domain.replies import Reply
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from projections.runner import ReadSide, open_read_side
+from projections.read_side import ReadSide, open_read_side
 from services.ledger.service import LedgerService
 
 

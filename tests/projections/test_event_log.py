@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from projections.runner import ReadSide
+from projections.read_side import ReadSide
 from tests.projections.conftest import PgLedger
 from tests.projections.test_projector import populate
 

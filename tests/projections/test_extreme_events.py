@@ -35,8 +35,8 @@ from infra.retry import Backoff, retry
 from infra.settings import Settings
 from projections.batch import BatchState
 from projections.projector import Projector
+from projections.read_side import ReadSide, open_read_side
 from projections.rebuild import rebuild
-from projections.runner import ReadSide, open_read_side
 from projections.store import checksum, ensure_tables
 from projections.tables import EXACT_INT, TEXT, Table
 from tests.projections import storable_folds as folds

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from domain.catalog import Catalog
 from projections import queries
-from projections.runner import ReadSide
+from projections.read_side import ReadSide
 from tests.projections.conftest import PgLedger
 from tests.projections.folds import (
     expected_balances,

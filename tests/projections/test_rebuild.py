@@ -10,11 +10,11 @@ import pytest
 
 from infra.settings import Settings
 from projections import queries
+from projections.read_side import ReadSide
 from projections.rebuild import rebuild
-from projections.runner import ReadSide
 from services.api.app import create_app
 from services.api.keys import Scope
-from services.cli import main
+from services.cli.main import main
 from tests.api.conftest import bearer, create_key
 from tests.projections.conftest import PgLedger
 from tests.projections.folds import expected_balances, projected_balances

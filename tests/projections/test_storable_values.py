@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.runner import ReadSide
+from projections.read_side import ReadSide
 from projections.storable import FREE_TEXT_BYTES, KEY_TEXT_BYTES, storable_text, storable_time
 from projections.store import ensure_tables
 from projections.usage import UsageProjection

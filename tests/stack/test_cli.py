@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.cli import build_parser
+from services.cli.main import build_parser
 
 COMMANDS = [
     [],

@@ -29,7 +29,7 @@ def test_compose_runs_kafka_postgres_and_the_service_built_here() -> None:
 
 
 def test_compose_kafka_is_the_release_the_local_stack_resolves() -> None:
-    pom = (PROJECT_DIR / "infra" / "kafka" / "pom.xml").read_text()
+    pom = (PROJECT_DIR / "deploy" / "local" / "kafka" / "pom.xml").read_text()
     match = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
     assert match is not None
 

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from infra.gc_pacing import GcPacer
+from services.ledger.gc_pacing import GcPacer
 
 
 class Clock:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import asyncpg
+from credits_client import InvalidCommand
 from fastapi import APIRouter, Depends, Path, Request, Security
 from fastapi.responses import JSONResponse
 
@@ -32,7 +33,6 @@ from services.api.errors import (
 from services.api.gateway import CommandTimedOut
 from services.api.models import ACCOUNT_ID_PATTERN, ApiError, CommandOutcome, CommandTimeoutError
 from services.api.resources import Resources, app_resources
-from services.client import InvalidCommand
 
 # The receipts the ledger writes with each accepted command (infra/event_store.py).
 RECEIPTS_TABLE = "ledger_receipts"

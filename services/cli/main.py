@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from credits_client import CreditsClient
+from credits_client.client import DEFAULT_TIMEOUT_SECONDS
+from credits_client.errors import CommandTimeout, InvalidCommand
 from tqdm import tqdm
 
 from domain.replies import Reply
@@ -21,16 +24,13 @@ from infra.kafka_topics import create_topics, partition_counts
 from infra.logs import configure_logging
 from infra.settings import Settings, Topic
 from projections import ops as projection_ops
+from projections.read_side import open_read_side
 from projections.rebuild import RebuildResult, rebuild
 from projections.registry import PROJECTION_NAMES
-from projections.runner import open_read_side
 from services.api import keys as api_keys
-from services.client import CreditsClient
-from services.client.client import DEFAULT_TIMEOUT_SECONDS
-from services.client.demo import DEMO_CATALOG_VERSION, SCENARIO, DemoRun, Outcome, run_demo
-from services.client.errors import CommandTimeout, InvalidCommand
+from services.cli.demo import DEMO_CATALOG_VERSION, SCENARIO, DemoRun, Outcome, run_demo
+from services.cli.supervisor import COMPONENTS, run_process
 from services.payments.purchases import Payment, PaymentState, PostgresPurchases
-from services.runner import COMPONENTS, run_process
 
 # `credits send` and `credits demo` are clients of the ledger like any producer service.
 CLI_CLIENT_ID = "credits-cli"
@@ -261,7 +261,7 @@ async def _keys_connection(settings: Settings) -> AsyncIterator[asyncpg.Connecti
 
 
 def _cmd_openapi(_: argparse.Namespace, __: Settings) -> int:
-    from services.api.document import openapi_document, render
+    from contracts.openapi import openapi_document, render
 
     sys.stdout.write(render(openapi_document()))
     return 0

@@ -2,16 +2,16 @@
 # Local PostgreSQL from Debian's packages, with its cluster inside the project's local folder.
 # Idempotent: a second `up` with the server already answering only checks it (and the database).
 #
-#   infra/postgres.sh up      install if missing, initdb once, start, create role and database
-#   infra/postgres.sh down    stop the server (fast shutdown: sessions end, nothing committed lost)
-#   infra/postgres.sh status  exit 0 when the server accepts connections
+#   deploy/local/postgres.sh up      install if missing, initdb once, start, create role and database
+#   deploy/local/postgres.sh down    stop the server (fast shutdown: sessions end, nothing committed lost)
+#   deploy/local/postgres.sh status  exit 0 when the server accepts connections
 #
 # Settings (environment): CREDITS_LOCAL_DIR (.local), CREDITS_PG_HOST (127.0.0.1),
 # CREDITS_PG_PORT (55432), CREDITS_PG_USER (credits), CREDITS_PG_PASSWORD (credits),
 # CREDITS_PG_DATABASE (credits).
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 local_dir=${CREDITS_LOCAL_DIR:-$root/.local}
 case "$local_dir" in /*) ;; *) local_dir=$root/$local_dir ;; esac
 host=${CREDITS_PG_HOST:-127.0.0.1}
@@ -99,7 +99,7 @@ init_once() {
   # survive a crash.
   cat >>"$data_dir/postgresql.conf" <<EOF
 
-# Written once by infra/postgres.sh.
+# Written once by deploy/local/postgres.sh.
 listen_addresses = '$host'
 port = $port
 unix_socket_directories = '$socket_dir'

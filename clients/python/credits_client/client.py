@@ -22,14 +22,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
 
+from credits_client.balances import LastKnownBalances
+from credits_client.errors import CommandNotSent, CommandTimeout, InvalidCommand, InvalidReply
+from credits_client.partitioning import account_key
+from credits_client.transport import KafkaTransport, NotAcknowledged, TransportStats
 from domain.commands import Command, parse_command
 from domain.errors import LedgerError
 from domain.replies import Balance, Reply
 from infra.settings import Settings, Topic
-from services.client.balances import LastKnownBalances
-from services.client.errors import CommandNotSent, CommandTimeout, InvalidCommand, InvalidReply
-from services.client.partitioning import account_key
-from services.client.transport import KafkaTransport, NotAcknowledged, TransportStats
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_IN_FLIGHT = 1000

@@ -32,17 +32,17 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.catalog import load_catalog
 from infra.event_store import event_store_env
-from infra.gc_pacing import pace_garbage_collection
 from infra.ledger_application import LedgerApplication
 from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings
-from projections.runner import run_projector
 from services.api.server import run_api
 from services.ledger.consumer import LedgerConsumer
+from services.ledger.gc_pacing import pace_garbage_collection
 from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
+from services.projector.runnable import run_projector
 from services.relay.relay import OutboxRelay
 from services.scheduler.scheduler import Scheduler
 
@@ -95,7 +95,7 @@ async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
         )
     except Stopped:
         return
-    # Its cache of accounts is most of the process's objects: see infra/gc_pacing.py.
+    # Its cache of accounts is most of the process's objects: see services/ledger/gc_pacing.py.
     pace_garbage_collection()
     try:
         service = LedgerService(app, load_catalog(settings.catalog_path), SystemClock())

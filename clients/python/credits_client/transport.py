@@ -22,15 +22,15 @@ from dataclasses import dataclass
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
-from infra.kafka_clients import acknowledged_producer
-from infra.kafka_clients import consumer as kafka_consumer
-from infra.settings import Settings
-from services.client.errors import ClientClosed
-from services.client.reply_topic import (
+from credits_client.errors import ClientClosed
+from credits_client.reply_topic import (
     delete_reply_topic,
     ensure_reply_topic,
     wait_for_partitions,
 )
+from infra.kafka_clients import acknowledged_producer
+from infra.kafka_clients import consumer as kafka_consumer
+from infra.settings import Settings
 
 log = structlog.get_logger("credits.client")
 

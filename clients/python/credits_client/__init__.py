@@ -1,15 +1,15 @@
 """The Python client of the credit ledger's Kafka API (docs/CLIENT.md, docs/asyncapi.json)."""
 
-from domain.replies import Balance, ErrorBody, Reply
-from services.client.client import CreditsClient
-from services.client.errors import (
+from credits_client.client import CreditsClient
+from credits_client.errors import (
     ClientClosed,
     CommandNotSent,
     CommandTimeout,
     InvalidCommand,
     InvalidReply,
 )
-from services.client.partitioning import partition_for
+from credits_client.partitioning import partition_for
+from domain.replies import Balance, ErrorBody, Reply
 
 __all__ = [
     "Balance",

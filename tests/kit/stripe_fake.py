@@ -1,6 +1,6 @@
 """A local fake Stripe for tests: localstripe, plus the few things it lacks.
 
-`python -m infra.stripe_fake --port N` runs localstripe's own aiohttp app (PaymentIntents with
+`python -m tests.kit.stripe_fake --port N` runs localstripe's own aiohttp app (PaymentIntents with
 saved cards and off-session confirmation, test-card declines, refunds, customers, signed
 webhooks registered through `POST /_config/webhooks/{id}`) with these additions:
 
@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 class FakeStripe:
-    """A running `infra.stripe_fake` subprocess; `api_base` is what the SDK points at."""
+    """A running `tests.kit.stripe_fake` subprocess; `api_base` is what the SDK points at."""
 
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -52,7 +52,7 @@ class FakeStripe:
     def start(self, log_path: Path | None = None) -> FakeStripe:
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "infra.stripe_fake", "--port", str(self.port)],
+            [sys.executable, "-m", "tests.kit.stripe_fake", "--port", str(self.port)],
             cwd=PROJECT_DIR,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Local Apache Kafka: a single KRaft node (broker + controller) resolved from Maven Central by
-# infra/kafka/pom.xml and run on the machine's JDK. Idempotent: a second `up` with the broker
+# deploy/local/kafka/pom.xml and run on the machine's JDK. Idempotent: a second `up` with the broker
 # already answering only checks it.
 #
-#   infra/kafka.sh up      resolve jars (cached), format storage once, start, wait until it answers
-#   infra/kafka.sh down    stop the broker (SIGTERM, then SIGKILL after a bounded wait)
-#   infra/kafka.sh status  exit 0 when the broker answers
+#   deploy/local/kafka.sh up      resolve jars (cached), format storage once, start, wait until it answers
+#   deploy/local/kafka.sh down    stop the broker (SIGTERM, then SIGKILL after a bounded wait)
+#   deploy/local/kafka.sh status  exit 0 when the broker answers
 #
 # Settings (environment): CREDITS_LOCAL_DIR (.local), CREDITS_KAFKA_BOOTSTRAP (127.0.0.1:9092;
 # the local broker's PLAINTEXT listener is its first entry), CREDITS_KAFKA_CONTROLLER_PORT (9093),
@@ -17,7 +17,7 @@
 # set when the broker starts: a running broker gets a new one at its next start.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
+root=$(cd "$(dirname "$0")/../.." && pwd)
 local_dir=${CREDITS_LOCAL_DIR:-$root/.local}
 case "$local_dir" in /*) ;; *) local_dir=$root/$local_dir ;; esac
 bootstrap=${CREDITS_KAFKA_BOOTSTRAP:-127.0.0.1:9092}
@@ -37,7 +37,7 @@ data_dir=$kafka_dir/data
 log_dir=$local_dir/log/kafka
 pid_file=$kafka_dir/kafka.pid
 config_file=$kafka_dir/server.properties
-pom=$root/infra/kafka/pom.xml
+pom=$root/deploy/local/kafka/pom.xml
 
 log() { printf 'kafka: %s\n' "$*" >&2; }
 
@@ -114,7 +114,7 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.secu
   : >"$config_file"
   chmod 600 "$config_file"
   cat >"$config_file" <<EOF
-# Written by infra/kafka.sh; edit the script, not this file.
+# Written by deploy/local/kafka.sh; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$host:$controller_port
@@ -191,7 +191,7 @@ up() {
     log "already answering on $host:$port"
     if [ -n "$sasl_port" ] && ! answers "$sasl_port"; then
       log "the running broker has no SASL listener on $host:$sasl_port: listeners are set at start" \
-        "(infra/kafka.sh down, then up, if no one else uses this broker)"
+        "(deploy/local/kafka.sh down, then up, if no one else uses this broker)"
       return 1
     fi
     return 0

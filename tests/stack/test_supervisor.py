@@ -14,7 +14,7 @@ import pytest
 from aiokafka.errors import KafkaConnectionError
 
 from infra.settings import PROJECT_DIR, Settings
-from services import runner
+from services.cli import supervisor as runner
 
 
 async def stops_cleanly(_: Settings, stop: asyncio.Event) -> None:
@@ -168,7 +168,7 @@ async def test_a_component_ending_on_an_outage_error_is_started_again_and_the_re
 STUCK_PROCESS = """
 import asyncio, sys, time
 from infra.settings import Settings
-from services import runner
+from services.cli import supervisor as runner
 
 async def blocks_the_loop(settings, stop):
     print("blocking", flush=True)

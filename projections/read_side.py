@@ -5,20 +5,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import asyncpg
 
 from domain.catalog import Catalog, load_catalog
-from infra.outages import ASYNCPG_OUTAGE, POSTGRES_OUTAGE
 from infra.pg_pool import create_pool
-from infra.readiness import READINESS
-from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings
 from projections.event_log import EventLog, open_event_log
 from projections.projection import Projection
-from projections.projector import COMPONENT, Projector, ProjectorConfig
+from projections.projector import Projector, ProjectorConfig
 from projections.registry import build_projections
 from projections.store import ensure_tables
 
@@ -57,26 +54,3 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
             await pool.close()
     finally:
         await asyncio.to_thread(app.close)
-
-
-async def run_projector(settings: Settings, stop: asyncio.Event) -> None:
-    READINESS.register(COMPONENT)
-    async with AsyncExitStack() as opened:
-        try:
-            # A database that is away at start is waited for, as one lost later is.
-            read_side = await retry(
-                lambda: until_stopped(
-                    opened.enter_async_context(open_read_side(settings)), stop, OPENING
-                ),
-                doing=OPENING,
-                retry_on=(*ASYNCPG_OUTAGE, *POSTGRES_OUTAGE),
-                stop=stop,
-                on_state=READINESS.reporter(COMPONENT),
-            )
-        except Stopped:
-            READINESS.report(COMPONENT, ready=False, detail="stopped")
-            return
-        await read_side.projector().run(stop)
-
-
-OPENING = "opening the read side"

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from credits_client.client import CreditsClient
+
 from domain.replies import Reply
-from services.client.client import CreditsClient
 
 DEMO_CATALOG_VERSION = "demo-1"
 
