@@ -655,10 +655,11 @@ def event_store_env(settings: Settings, database: str | None = None) -> dict[str
         "POSTGRES_USER": settings.pg_user,
         "POSTGRES_PASSWORD": settings.pg_password,
         "POSTGRES_CONNECT_TIMEOUT": str(int(settings.pg_connect_timeout_seconds)),
-        "POSTGRES_POOL_SIZE": str(settings.pg_pool_size),
-        # Overflow connections absorb a burst of threads (the API's synchronous commands) without
-        # blocking; beyond it callers wait, at most POSTGRES_MAX_WAITING of them.
-        "POSTGRES_MAX_OVERFLOW": str(settings.pg_pool_size),
+        # One connection kept open; more opened as the process's components need them (the
+        # ledger's batch, the relay's reads, the scheduler's), up to CREDITS_PG_POOL_SIZE in all;
+        # beyond it callers wait, at most POSTGRES_MAX_WAITING of them.
+        "POSTGRES_POOL_SIZE": "1",
+        "POSTGRES_MAX_OVERFLOW": str(settings.pg_pool_size - 1),
         "POSTGRES_MAX_WAITING": "64",
         # Inserts take a table lock (that is how the notification log stays gap-free); a writer
         # that cannot get it in 5 s fails and is retried rather than hanging.

@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     pg_user: str = "credits"
     pg_password: str = "credits"
     pg_database: str = "credits"
-    # Two cores: a handful of connections saturates them; more only queue inside PostgreSQL.
-    pg_pool_size: int = Field(default=8, ge=1, le=64)
+    # Most connections of each of a process's two pools (its event store's, its asyncpg one: see
+    # infra/process_stores.py). Two cores: a handful saturates them; more only queue in PostgreSQL.
+    pg_pool_size: int = Field(default=4, ge=1, le=64)
     pg_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
     # Kafka: comma-separated host:port list.

@@ -21,8 +21,8 @@ from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
 from domain.account import Account
-from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
+from infra.process_stores import borrow_event_store
 from infra.settings import Settings
 from projections.storable import MESSAGE_BYTES, storable_event, storable_text
 
@@ -183,11 +183,10 @@ class _FastDecoder:
 
 
 def open_event_log(settings: Settings) -> tuple[EventLog, LedgerApplication]:
-    """The log of the ledger application on `settings`' database (creating its tables if new).
-
-    The application is returned so the caller can close it; only its mapper and names are used.
-    """
-    app = LedgerApplication(env=event_store_env(settings))
+    """The log of the process's event-store application on `settings`' database (creating its
+    tables if new). The application is returned so the caller can give it back
+    (`infra.process_stores.give_back_event_store`); only its mapper and names are used."""
+    app = borrow_event_store(settings)
     recorder: Any = app.recorder
     table = f"{recorder.datastore.schema}.{recorder.events_table_name}"
     return EventLog(app.mapper, table, recorder.channel_name), app

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.catalog import Catalog, load_catalog
-from infra.pg_pool import create_pool
+from infra.process_stores import borrow_pool, give_back_event_store, give_back_pool
 from infra.settings import Settings
 from projections.event_log import EventLog, open_event_log
 from projections.projection import Projection
@@ -44,13 +44,13 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
     # Constructing the ledger application connects (psycopg) and creates the event tables.
     log, app = await asyncio.to_thread(open_event_log, settings)
     try:
-        pool = await create_pool(settings)
+        pool = await borrow_pool(settings)
         try:
             projections = build_projections(catalog)
             async with pool.acquire() as conn:
                 await ensure_tables(conn, projections.values())
             yield ReadSide(settings, catalog, pool, log, projections)
         finally:
-            await pool.close()
+            await give_back_pool(pool)
     finally:
-        await asyncio.to_thread(app.close)
+        await asyncio.to_thread(give_back_event_store, app)

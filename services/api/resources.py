@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import Request
 
 from domain.catalog import Catalog, load_catalog
-from infra.pg_pool import create_pool
+from infra.process_stores import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.registry import build_projections
 from projections.store import ensure_tables
@@ -33,7 +33,7 @@ class Resources:
         if self._pool is None:
             async with self._lock:
                 if self._pool is None:
-                    pool = await create_pool(self.settings)
+                    pool = await borrow_pool(self.settings)
                     try:
                         async with pool.acquire() as conn:
                             # Reads must work before the projector first ran: empty tables.
@@ -41,14 +41,14 @@ class Resources:
                             await ensure_tables(conn, projections)
                             await ensure_keys_table(conn)
                     except BaseException:
-                        await pool.close()
+                        await give_back_pool(pool)
                         raise
                     self._pool = pool
         return self._pool
 
     async def close(self) -> None:
         if self._pool is not None:
-            await self._pool.close()
+            await give_back_pool(self._pool)
             self._pool = None
         await self.gateway.stop()
 

@@ -31,9 +31,9 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
+from infra.process_stores import borrow_event_store, give_back_event_store
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings
@@ -80,14 +80,13 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
     # The ledger is its partitions' only writer, so its cached accounts are current: no query
-    # per account to fast-forward them. It forgets the accounts of partitions it loses in a
-    # rebalance, and another writer shows up as a version conflict, on which the service
-    # forgets the cached account and retries.
-    env = {**event_store_env(settings), "AGGREGATE_CACHE_FASTFORWARD": "n"}
+    # per account to fast-forward them (see infra/process_stores.py). It forgets the accounts of
+    # partitions it loses in a rebalance, and another writer shows up as a version conflict, on
+    # which the service forgets the cached account and retries.
     try:
         # Opening it creates the tables: a ledger started while PostgreSQL is away waits for it.
         app = await retry(
-            lambda: asyncio.to_thread(LedgerApplication, env=env),
+            lambda: asyncio.to_thread(borrow_event_store, settings),
             doing="opening the event store",
             retry_on=(PersistenceError, psycopg.OperationalError),
             stop=stop,
@@ -101,7 +100,7 @@ async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
         service = LedgerService(app, load_catalog(settings.catalog_path), SystemClock())
         await LedgerConsumer(settings, service).run(stop)
     finally:
-        app.close()
+        give_back_event_store(app)
 
 
 async def _on_own_thread(
@@ -180,7 +179,7 @@ async def run_relay(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await OutboxRelay(settings, app).run(stop)
     finally:
-        app.close()
+        give_back_event_store(app)
 
 
 async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
@@ -190,20 +189,18 @@ async def run_scheduler(settings: Settings, stop: asyncio.Event) -> None:
     try:
         await Scheduler(settings, app, SystemClock()).run(stop)
     finally:
-        app.close()
+        give_back_event_store(app)
 
 
 async def _open_event_store(
     settings: Settings, stop: asyncio.Event, component: str
 ) -> LedgerApplication | None:
-    """The ledger application, once PostgreSQL answers (None: stopped before it did)."""
+    """The process's event-store application, once PostgreSQL answers (None: stopped before)."""
     READINESS.register(component)
     doing = f"{component}: opening the event store"
     try:
         return await retry(
-            lambda: until_stopped(
-                asyncio.to_thread(LedgerApplication, env=event_store_env(settings)), stop, doing
-            ),
+            lambda: until_stopped(asyncio.to_thread(borrow_event_store, settings), stop, doing),
             doing=doing,
             retry_on=POSTGRES_OUTAGE,
             stop=stop,
