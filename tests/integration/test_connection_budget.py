@@ -44,7 +44,9 @@ async def _ready(client: httpx.AsyncClient, ops_url: str, process: ComponentProc
 
 async def _work(client: httpx.AsyncClient, key: str, account: int) -> list[str]:
     url = f"/v1/accounts/budget-{account}/commands"
-    commands = [{"type": "open_account", "command_id": f"open-{account}", "plan": "pro"}]
+    commands: list[dict[str, object]] = [
+        {"type": "open_account", "command_id": f"open-{account}", "plan": "pro"}
+    ]
     commands += [
         {
             "type": "consume",
