@@ -30,6 +30,7 @@ from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.ledger_application import LedgerApplication
 from infra.receipts import Receipt, ReceiptConflict, ReceiptReader
+from services.ledger.handlers import decide
 
 # A batch is one database transaction: bounded so that a retry stays cheap.
 MAX_BATCH = 1000
@@ -282,9 +283,8 @@ class LedgerService:
                 f"plan {work.plan!r} is not in catalog {self.catalog.version}",
             )
             return account, error
-        fields = command.model_dump(exclude={"type", "command_id", "account_id"})
         try:
-            result: results.CommandResult = getattr(work, command.type)(ctx, **fields)
+            result = decide(work, ctx, command)
         except LedgerError as e:
             return work, e
         return work, result
