@@ -19,6 +19,7 @@ import time
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import stripe
 
@@ -28,6 +29,7 @@ from domain.catalog import load_catalog
 from infra.event_store import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings
+from services.api import keys
 from services.ledger.service import LedgerService, SystemClock
 from tests.kit.stripe_fake import free_port
 
@@ -161,12 +163,27 @@ async def _until_serving(client: httpx.AsyncClient) -> None:
     raise TimeoutError(f"the API did not answer within {START_TIMEOUT_SECONDS} s")
 
 
+async def _read_key(settings: Settings) -> str:
+    """A `read` API key for the balance reads (every /v1 route needs one)."""
+    conn = await asyncpg.connect(settings.pg_dsn())
+    try:
+        await keys.ensure_table(conn)
+        return (await keys.create_key(conn, "bench", keys.Scope.read)).secret_key
+    finally:
+        await conn.close()
+
+
 async def payment_rows(settings: Settings) -> list[BenchRow]:
     accounts = await asyncio.to_thread(_open_accounts, settings)
+    read_key = await _read_key(settings)
     port = free_port()
     processes = _start(settings, port)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            timeout=10,
+            headers={"Authorization": f"Bearer {read_key}"},
+        ) as client:
             await _until_serving(client)
             # Warm-up: every component has joined its group and answers.
             for account_id in accounts[:WARM_UP_PAYMENTS]:
