@@ -143,7 +143,9 @@ async def _on_starlette_error(request: Request, error: Exception) -> JSONRespons
         return error_response(404, NOT_FOUND, f"no route {request.url.path}")
     if error.status_code == 405:
         # Every route at this path (Starlette's own Allow names only the first one's).
-        allowed = methods_at(request.app, request.url.path)
+        # The path routing matched (`request.url` goes through urlsplit, which drops tabs and
+        # newlines: "/v1/accounts/\n" would then match no route and the Allow be empty).
+        allowed = methods_at(request.app, request.scope["path"])
         return error_response(
             405,
             METHOD_NOT_ALLOWED,
