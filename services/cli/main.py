@@ -28,6 +28,7 @@ from projections.read_side import open_read_side
 from projections.rebuild import RebuildResult, rebuild
 from projections.registry import PROJECTION_NAMES
 from services.api import keys as api_keys
+from services.cli import simulate
 from services.cli.demo import DEMO_CATALOG_VERSION, SCENARIO, DemoRun, Outcome, run_demo
 from services.cli.supervisor import COMPONENTS, run_process
 from services.payments.purchases import Payment, PaymentState, PostgresPurchases
@@ -447,6 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(`credits openapi > docs/openapi.json` refreshes the repository's copy).",
     )
     openapi.set_defaults(handler=_cmd_openapi)
+
+    simulate.add_command(commands)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""`credits simulate`: what a catalog does over weeks, on a simulated clock, in memory."""
