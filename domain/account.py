@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from domain import events, pricing, results, snapshots
-from domain.account_rules import AccountRules, Context
+from domain.account_rules import Context
 from domain.allocations import AllocationState
 from domain.catalog import LotSource
 from domain.errors import ErrorCode, LedgerError
+from domain.hold_commands import HoldCommands
 from domain.periods import period_containing, utc_day
 
 # Context is imported from here by the service, AllocationState by the v1 snapshot
@@ -30,7 +31,7 @@ from domain.periods import period_containing, utc_day
 __all__ = ["Account", "AllocationState", "Context"]
 
 
-class Account(AccountRules):
+class Account(HoldCommands):
     # The events and the snapshot by the names their stored topics use
     # (`domain.account:Account.Consumed`): see domain/events.py. Declared as aliases for type
     # checkers only: an annotation in the class body would make eventsourcing see a field.
@@ -42,6 +43,8 @@ class Account(AccountRules):
         Consumed: TypeAlias = events.Consumed
         Reserved: TypeAlias = events.Reserved
         Captured: TypeAlias = events.Captured
+        PartCaptured: TypeAlias = events.PartCaptured
+        HoldExtended: TypeAlias = events.HoldExtended
         Released: TypeAlias = events.Released
         HoldExpired: TypeAlias = events.HoldExpired
         Granted: TypeAlias = events.Granted
@@ -63,6 +66,8 @@ class Account(AccountRules):
         Consumed = events.Consumed
         Reserved = events.Reserved
         Captured = events.Captured
+        PartCaptured = events.PartCaptured
+        HoldExtended = events.HoldExtended
         Released = events.Released
         HoldExpired = events.HoldExpired
         Granted = events.Granted
@@ -138,83 +143,6 @@ class Account(AccountRules):
         return results.Consumed(
             price.credit_type, action, quantity, price.amount, breakdown, overdraft
         )
-
-    def reserve(
-        self,
-        ctx: Context,
-        *,
-        hold_id: str,
-        action: str | None,
-        credit_type: str | None,
-        amount: int | None,
-        quantity: int,
-        ttl_seconds: int,
-        resource: str | None,
-    ) -> results.Reserved:
-        with self._command(ctx):
-            if self.holds.used(hold_id):
-                raise LedgerError(ErrorCode.invalid_command, f"hold_id {hold_id!r} already used")
-            if ttl_seconds > ctx.catalog.max_hold_ttl_seconds:
-                raise LedgerError(
-                    ErrorCode.invalid_command,
-                    f"ttl_seconds is above {ctx.catalog.max_hold_ttl_seconds}",
-                )
-            price = pricing.use_price(
-                ctx.catalog,
-                self.plan,
-                action=action,
-                credit_type=credit_type,
-                amount=amount,
-                quantity=quantity,
-            )
-            self._check_limits(ctx, action, resource, quantity)
-            # Holds never overdraw: what is held must exist.
-            breakdown, _ = self._take(ctx, price.credit_type, price.amount, overdraft=False)
-            expires_at = ctx.now + timedelta(seconds=ttl_seconds)
-            self._trigger(
-                ctx,
-                self.Reserved,
-                hold_id=hold_id,
-                action=action,
-                credit_type=price.credit_type,
-                quantity=quantity,
-                amount=price.amount,
-                resource=resource,
-                breakdown=breakdown,
-                expires_at=expires_at,
-                day=utc_day(ctx.now),
-                catalog_version=ctx.catalog.version,
-            )
-            self._after_spend(ctx, price.credit_type)
-        return results.Reserved(hold_id, price.credit_type, price.amount, expires_at, breakdown)
-
-    def capture(self, ctx: Context, *, hold_id: str, amount: int | None) -> results.Captured:
-        with self._command(ctx):
-            hold = self.holds.open_hold(hold_id)
-            captured_amount = hold.amount if amount is None else amount
-            if captured_amount > hold.amount:
-                raise LedgerError(
-                    ErrorCode.invalid_command, f"amount is above the {hold.amount} held"
-                )
-            captured, released = hold.split(captured_amount)
-            self._trigger(
-                ctx,
-                self.Captured,
-                hold_id=hold_id,
-                credit_type=hold.credit_type,
-                amount=captured_amount,
-                breakdown=captured,
-                released=released,
-                forfeited=self.lots.forfeited(released),
-            )
-            self._after_spend(ctx, hold.credit_type)
-        return results.Captured(hold_id, captured_amount, hold.amount - captured_amount, captured)
-
-    def release(self, ctx: Context, *, hold_id: str) -> results.Released:
-        with self._command(ctx):
-            hold = self.holds.open_hold(hold_id)
-            self._release(ctx, hold, self.Released)
-        return results.Released(hold_id, hold.amount)
 
     def grant(
         self,

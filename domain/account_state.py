@@ -190,6 +190,12 @@ class AccountState:
         parts: Breakdown = [part.copy() for part in e.breakdown]
         self.holds.add(Hold(e.hold_id, e.credit_type, e.amount, parts, e.expires_at, e.action))
 
+    def capture_part(self, hold_id: str, captured: Breakdown) -> None:
+        """Part of an open hold spent; the hold keeps the rest."""
+        self.holds.take_part(hold_id, captured)
+        self.lots.capture(captured)
+        self.forget_spent(captured)
+
     def settle_hold(
         self, hold_id: str, outcome: HoldOutcome, captured: Breakdown, released: Breakdown
     ) -> None:

@@ -78,6 +78,9 @@ class Action(_Strict):
     tags: list[Name] = []
     # Default cap on the quantity per UTC day; None: no cap.
     daily_limit: PositiveCredits | None = None
+    # The most one use may take (an LLM call's maximum output tokens, say): what a `reserve`
+    # without a quantity holds. None: such a reserve holds one unit.
+    max_quantity: PositiveCredits | None = None
 
 
 class Allocation(_Strict):
@@ -182,6 +185,8 @@ class Catalog(_Strict):
     name: str = ""
     currency: Currency = "usd"
     max_hold_ttl_seconds: Annotated[int, Field(ge=1, le=31 * 86400)] = 7 * 86400
+    # Open holds per account: a client that never captures nor releases cannot pile them up.
+    max_open_holds: Annotated[int, Field(ge=1, le=100_000)] = 1000
     # Where a failed top-up sends the customer to pay by hand, unless the payment side says.
     recovery_url: str | None = None
     priorities: dict[LotSource, Priority] = {}

@@ -120,12 +120,24 @@ class Reserve(_Priced, _Command):
     type: Literal["reserve"]
     hold_id: Identifier
     ttl_seconds: Annotated[int, Field(ge=1, le=31 * 86400)]
+    # None: the action's `max_quantity` (catalog), else 1.
+    quantity: Quantity | None = None  # type: ignore[assignment]
 
 
 class Capture(_Command):
     type: Literal["capture"]
     hold_id: Identifier
     amount: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] | None = None
+    # False: a part capture; the hold stays open with the rest (a streaming call billed as it
+    # goes). True (default): the hold closes and the rest returns to its lots.
+    final: bool = True
+
+
+class ExtendHold(_Command):
+    type: Literal["extend_hold"]
+    hold_id: Identifier
+    # The new expiry, from now; never brings an expiry forward.
+    ttl_seconds: Annotated[int, Field(ge=1, le=31 * 86400)]
 
 
 class Release(_Command):
@@ -254,6 +266,7 @@ Command = Annotated[
     | Consume
     | Reserve
     | Capture
+    | ExtendHold
     | Release
     | Grant
     | Purchase

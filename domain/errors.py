@@ -17,6 +17,7 @@ class ErrorCode(StrEnum):
     invalid_command = "invalid_command"
     hold_not_found = "hold_not_found"
     hold_expired = "hold_expired"
+    hold_limit_reached = "hold_limit_reached"
     idempotency_conflict = "idempotency_conflict"
 
 

@@ -160,6 +160,33 @@ class Captured(Event):
 
 
 @dataclass(frozen=True)
+class PartCaptured(Event):
+    """Part of a hold spent while the hold stays open with the rest (a streaming call billed as
+    it goes); the last part is a `Captured`, or the rest is released or expires."""
+
+    class_version = 1
+    hold_id: Identifier
+    credit_type: Name
+    amount: Credits
+    breakdown: Breakdown
+
+    def evolve(self, account: AccountState) -> None:
+        account.capture_part(self.hold_id, self.breakdown)
+
+
+@dataclass(frozen=True)
+class HoldExtended(Event):
+    """A hold's expiry moved later (a streaming call still running)."""
+
+    class_version = 1
+    hold_id: Identifier
+    expires_at: datetime
+
+    def evolve(self, account: AccountState) -> None:
+        account.holds.extend(self.hold_id, self.expires_at)
+
+
+@dataclass(frozen=True)
 class Released(Event):
     class_version = 1
     hold_id: Identifier

@@ -8,7 +8,7 @@ capturing an expired hold answers `hold_expired`, not `hold_not_found`.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
@@ -51,6 +51,18 @@ class Hold:
     def check(self) -> None:
         assert total(self.parts) == self.amount >= 0, self
 
+    def without(self, captured: Breakdown) -> Hold:
+        """This hold after `captured` (its first parts, as `split` gives them) was spent."""
+        taken = {part["lot_id"]: part["amount"] for part in captured}
+        parts: Breakdown = []
+        for part in self.parts:
+            left = part["amount"] - taken.pop(part["lot_id"], 0)
+            assert left >= 0, (self, captured)
+            if left:
+                parts.append({"lot_id": part["lot_id"], "amount": left})
+        assert not taken, (self, captured)
+        return replace(self, amount=self.amount - total(captured), parts=parts)
+
 
 @dataclass(slots=True)
 class Holds:
@@ -86,6 +98,17 @@ class Holds:
 
     def add(self, hold: Hold) -> None:
         self.by_id[hold.hold_id] = hold
+
+    def extend(self, hold_id: str, expires_at: datetime) -> None:
+        hold = self.by_id[hold_id]
+        assert expires_at > hold.expires_at, (hold, expires_at)
+        self.by_id[hold_id] = replace(hold, expires_at=expires_at)
+
+    def take_part(self, hold_id: str, captured: Breakdown) -> None:
+        self.by_id[hold_id] = self.by_id[hold_id].without(captured)
+
+    def open_count(self) -> int:
+        return len(self.by_id)
 
     def close(self, hold_id: str, outcome: HoldOutcome, settled: Breakdown) -> Hold:
         hold = self.by_id.pop(hold_id)

@@ -77,6 +77,14 @@ class Captured(CommandResult):
     captured: int
     released: int
     breakdown: Breakdown
+    # What the hold still holds: 0 once closed, the rest after a part capture (`final: false`).
+    held_remaining: int = 0
+
+
+@dataclass(slots=True)
+class HoldExtended(CommandResult):
+    hold_id: str
+    expires_at: datetime
 
 
 @dataclass(slots=True)

@@ -166,6 +166,16 @@ class _Fold:
                 )
             case Account.Captured():
                 self._settle(e.hold_id, e.breakdown, e.released)
+            case Account.PartCaptured():
+                self._change_lots(e.breakdown, remaining=-1, held=-1)
+                hold = self.holds.get(self.account_id, e.hold_id)
+                assert hold is not None, (self.account_id, e.hold_id)
+                self.holds.put({**hold, "amount": hold["amount"] - e.amount})
+            case Account.HoldExtended():
+                hold = self.holds.get(self.account_id, e.hold_id)
+                assert hold is not None, (self.account_id, e.hold_id)
+                self.holds.put({**hold, "expires_at": e.expires_at})
+                return set()
             case Account.Released():  # and HoldExpired
                 self._settle(e.hold_id, [], e.breakdown)
             case Account.Revoked():

@@ -52,6 +52,11 @@ def movements(event: Account.Event) -> list[Movement]:
             return [
                 _moved(event.credit_type, "capture", event.amount, returned, held, event.hold_id)
             ]
+        case Account.PartCaptured():
+            amount = event.amount
+            return [_moved(event.credit_type, "capture", amount, 0, -amount, event.hold_id)]
+        case Account.HoldExtended():
+            return []
         case Account.HoldExpired() | Account.Released():
             kind = "hold_expired" if isinstance(event, Account.HoldExpired) else "release"
             returned = event.amount - event.forfeited

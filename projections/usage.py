@@ -99,6 +99,11 @@ class UsageProjection:
                 holds.delete(account_id, event.hold_id)
                 key = (event.timestamp.date(), hold["action"], hold["credit_type"], hold["tags"])
                 self._add(state, account_id, key, count=0, credits=event.amount, cost=0)
+            case Account.PartCaptured():
+                hold = holds.get(account_id, event.hold_id)
+                assert hold is not None, (account_id, event.hold_id)
+                key = (event.timestamp.date(), hold["action"], hold["credit_type"], hold["tags"])
+                self._add(state, account_id, key, count=0, credits=event.amount, cost=0)
             case Account.Released():  # and HoldExpired
                 holds.delete(account_id, event.hold_id)
 

@@ -57,6 +57,7 @@ REJECTION_STATUS: dict[ErrorCode, int] = {
     ErrorCode.account_exists: 409,
     ErrorCode.not_eligible: 409,
     ErrorCode.hold_expired: 409,
+    ErrorCode.hold_limit_reached: 409,
     ErrorCode.idempotency_conflict: 409,
 }
 

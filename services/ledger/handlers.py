@@ -21,6 +21,7 @@ from domain.commands import (
     ConfigureTopUp,
     Consume,
     Expire,
+    ExtendHold,
     FailTopUp,
     Grant,
     Migrate,
@@ -63,7 +64,11 @@ def reserve(account: Account, ctx: Context, c: Reserve) -> results.CommandResult
 
 
 def capture(account: Account, ctx: Context, c: Capture) -> results.CommandResult:
-    return account.capture(ctx, hold_id=c.hold_id, amount=c.amount)
+    return account.capture(ctx, hold_id=c.hold_id, amount=c.amount, final=c.final)
+
+
+def extend_hold(account: Account, ctx: Context, c: ExtendHold) -> results.CommandResult:
+    return account.extend_hold(ctx, hold_id=c.hold_id, ttl_seconds=c.ttl_seconds)
 
 
 def release(account: Account, ctx: Context, c: Release) -> results.CommandResult:
@@ -147,6 +152,7 @@ HANDLERS: dict[type[Any], Handler[Any]] = {
     Consume: consume,
     Reserve: reserve,
     Capture: capture,
+    ExtendHold: extend_hold,
     Release: release,
     Grant: grant,
     Migrate: migrate,

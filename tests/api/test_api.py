@@ -76,6 +76,33 @@ async def test_account_answers_balances_plan_holds_after_the_command_position(cl
     )
 
 
+async def test_a_streaming_hold_over_http_is_billed_in_parts_extended_and_closed(client):
+    api = Api(client, _unique("stream"))
+    await api.send("open_account", plan="starter")
+    await api.send("reserve", hold_id="s1", action="generate", quantity=5, ttl_seconds=60)
+    reserved = AccountView.model_validate((await api.get()).json())
+    (held,) = reserved.holds
+    part = await api.send("capture", hold_id="s1", amount=4, final=False)
+    extended = await api.send("extend_hold", hold_id="s1", ttl_seconds=3000)
+    assert part.json()["result"]["held_remaining"] == held.amount - 4
+    assert extended.json()["status"] == "accepted"
+
+    view = AccountView.model_validate((await api.get()).json())
+    (still,) = view.holds
+    assert (still.hold_id, still.amount) == ("s1", held.amount - 4)
+    assert still.expires_at > held.expires_at
+    assert view.balances == Reply.model_validate(extended.json()).balances
+
+    closed = await api.send("capture", hold_id="s1", amount=1)
+    assert closed.json()["result"]["released"] == held.amount - 5
+    done = AccountView.model_validate((await api.get()).json())
+    assert done.holds == []
+    assert done.balances["credits"].held == 0
+    rows = (await api.get("/transactions")).json()["transactions"]
+    captures = [r for r in rows if r["kind"] == "capture"]
+    assert sorted(r["amount"] for r in captures) == [1, 4], "each part is a row of its own"
+
+
 async def test_usage_and_transactions_pages(client):
     api = Api(client, _unique("api"))
     await api.send("open_account", plan="pro")

@@ -62,5 +62,6 @@ def usage_fold(events: list[Any]) -> dict[tuple[str, str, str], Counter[str]]:
 
 
 def spent_fold(events: list[Any]) -> int:
-    """Credits spent: consumed plus captured."""
-    return sum(e.amount for e in events if isinstance(e, Account.Consumed | Account.Captured))
+    """Credits spent: consumed plus captured (in parts or at once)."""
+    spending = Account.Consumed | Account.Captured | Account.PartCaptured
+    return sum(e.amount for e in events if isinstance(e, spending))

@@ -40,6 +40,8 @@ STEPS = (
     "consume_amount",
     "reserve",
     "capture",
+    "capture_part",
+    "extend_hold",
     "release",
     "grant",
     "purchase",
@@ -106,6 +108,11 @@ def _fields(
         case "capture" if mine:
             hold = mine[n % len(mine)]
             return {"type": "capture", "hold_id": hold, **({"amount": n % 3} if n % 2 else {})}
+        case "capture_part" if mine:
+            hold = mine[n % len(mine)]
+            return {"type": "capture", "hold_id": hold, "amount": 1 + n % 3, "final": False}
+        case "extend_hold" if mine:
+            return {"type": "extend_hold", "hold_id": mine[n % len(mine)], "ttl_seconds": 600}
         case "release" if mine:
             return {"type": "release", "hold_id": mine[n % len(mine)]}
         case "grant":

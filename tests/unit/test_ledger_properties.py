@@ -163,6 +163,18 @@ class LedgerMachine(RuleBasedStateMachine):
         self.send("capture", account, hold_id=hold_id, **fields)
 
     @precondition(lambda self: bool(self.holds))
+    @rule(data=st.data(), part=st.sampled_from([0, 1, 10, 1000]))
+    def capture_a_part(self, data: st.DataObject, part: int) -> None:
+        account, hold_id = data.draw(st.sampled_from(self.holds))
+        self.send("capture", account, hold_id=hold_id, amount=part, final=False)
+
+    @precondition(lambda self: bool(self.holds))
+    @rule(data=st.data(), ttl_seconds=st.sampled_from([30, 1800, 7200]))
+    def extend_hold(self, data: st.DataObject, ttl_seconds: int) -> None:
+        account, hold_id = data.draw(st.sampled_from(self.holds))
+        self.send("extend_hold", account, hold_id=hold_id, ttl_seconds=ttl_seconds)
+
+    @precondition(lambda self: bool(self.holds))
     @rule(data=st.data())
     def release(self, data: st.DataObject) -> None:
         account, hold_id = data.draw(st.sampled_from(self.holds))
@@ -366,6 +378,8 @@ def _reconcile(events: Any) -> dict[str, tuple[int, int, int]]:
             add(overdraft, e.credit_type, e.overdraft_added)
         if isinstance(e, Account.Captured):
             add(lots, e.credit_type, -e.amount - e.forfeited)
+        if isinstance(e, Account.PartCaptured):
+            add(lots, e.credit_type, -e.amount)
         if isinstance(e, Account.Released):
             add(lots, e.credit_type, -e.forfeited)
         if isinstance(e, Account.LotExpired):

@@ -194,10 +194,12 @@ class CreditsClient:
         ttl_seconds: int,
         credit_type: str | None = None,
         amount: int | None = None,
-        quantity: int = 1,
+        quantity: int | None = None,
         resource: str | None = None,
         command_id: str | None = None,
     ) -> Reply:
+        """Holds what a use may cost; without `quantity`, the action's `max_quantity` (the most
+        a streaming call may use), else 1."""
         return await self._call(
             "reserve",
             account_id,
@@ -217,10 +219,23 @@ class CreditsClient:
         hold_id: str,
         *,
         amount: int | None = None,
+        final: bool = True,
         command_id: str | None = None,
     ) -> Reply:
-        """Spends `amount` of the hold (all of it by default) and releases the rest."""
-        return await self._call("capture", account_id, command_id, hold_id=hold_id, amount=amount)
+        """Spends `amount` of the hold (all of it by default) and releases the rest; with
+        `final=False`, spends `amount` and keeps the hold open with the rest (a stream billed as
+        it goes)."""
+        return await self._call(
+            "capture", account_id, command_id, hold_id=hold_id, amount=amount, final=final
+        )
+
+    async def extend_hold(
+        self, account_id: str, hold_id: str, *, ttl_seconds: int, command_id: str | None = None
+    ) -> Reply:
+        """Moves the hold's expiry to `ttl_seconds` from now (never earlier than it was)."""
+        return await self._call(
+            "extend_hold", account_id, command_id, hold_id=hold_id, ttl_seconds=ttl_seconds
+        )
 
     async def release(
         self, account_id: str, hold_id: str, *, command_id: str | None = None
