@@ -163,12 +163,22 @@ def extreme_stream(stream_id: str, x: Extremes) -> list[Account.Event]:
         )
 
     reserve(holds[0], 4)
+    # A streaming hold: a part captured, the expiry extended (to the same extreme time), the
+    # rest captured.
+    emit(
+        Account.PartCaptured,
+        hold_id=holds[0],
+        credit_type=ct,
+        amount=1,
+        breakdown=[{"lot_id": "lot-2", "amount": 1}],
+    )
+    emit(Account.HoldExtended, hold_id=holds[0], expires_at=x.at)
     emit(
         Account.Captured,
         hold_id=holds[0],
         credit_type=ct,
-        amount=3,
-        breakdown=[{"lot_id": "lot-2", "amount": 3}],
+        amount=2,
+        breakdown=[{"lot_id": "lot-2", "amount": 2}],
         released=[{"lot_id": "lot-2", "amount": 1}],
         forfeited=0,
     )

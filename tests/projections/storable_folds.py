@@ -124,7 +124,8 @@ def usage(events: list[Account.Event]) -> dict[tuple[Any, ...], Counter[str]]:
 
 
 def spent(events: list[Account.Event]) -> int:
-    return sum(e.amount for e in events if isinstance(e, Account.Consumed | Account.Captured))
+    spending = Account.Consumed | Account.Captured | Account.PartCaptured
+    return sum(e.amount for e in events if isinstance(e, spending))
 
 
 def revenue(events: list[Account.Event]) -> dict[tuple[str, str, str], Counter[str]]:
