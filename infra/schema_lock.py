@@ -13,7 +13,6 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
-from psycopg import AsyncConnection
 
 # Any fixed number, the same in every process of the service: "cred" "tbls".
 SCHEMA_LOCK_KEY = 0x63726564_74626C73
@@ -24,12 +23,4 @@ async def creating_schema_asyncpg(conn: asyncpg.Connection) -> AsyncIterator[Non
     """A transaction in which this session alone creates schema objects."""
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK_KEY)
-        yield
-
-
-@contextlib.asynccontextmanager
-async def creating_schema_psycopg(conn: AsyncConnection[object]) -> AsyncIterator[None]:
-    """The same for a psycopg connection (the payment consumer's tables)."""
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,))
         yield

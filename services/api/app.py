@@ -58,6 +58,8 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
         settings,
         checkout_access=Security(_checkout_check, scopes=["admin"]),
         checkout_openapi_extra=PORTAL,
+        # Checkout reads the read models and its customer table through the API's own pool.
+        pool_of=resources.pool,
     )
 
     @asynccontextmanager

@@ -13,8 +13,6 @@ from typing import Any
 import asyncpg
 import structlog
 from aiokafka.errors import KafkaError
-from eventsourcing.persistence import InterfaceError as StoreInterfaceError
-from eventsourcing.persistence import OperationalError as StoreOperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -69,9 +67,6 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.CannotConnectNowError,
     asyncpg.OperatorInterventionError,
-    # The event store (psycopg), which checkout reads an account's plan through.
-    StoreOperationalError,
-    StoreInterfaceError,
 )
 
 

@@ -1,36 +1,38 @@
-"""The account's plan for checkout, read through the ledger application (the authority).
+"""The account's plan for checkout, read from the read models (`rm_accounts`, written by the
+projector) through asyncpg: the payment side never opens, nor imports, the ledger's event store
+(tests/stack/test_dependency_direction.py).
 
-Loading an account replays its stream from the latest snapshot (synchronous eventsourcing, so
-in a thread). A read model would do as well; this keeps checkout correct without one.
+The read model trails the ledger by the projector's delay: an account opened a moment ago may
+not be there yet (checkout answers `unknown_account`; the caller retries), and a plan changed a
+moment ago may still show the old one. Neither can cost a customer money: the ledger decides
+again when the payment lands, and a paid purchase it refuses is refunded (purchases.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
-from eventsourcing.application import AggregateNotFoundError
+import asyncpg
 
-from domain.account import Account
-from infra.event_store import event_store_env
-from infra.ledger_application import LedgerApplication
-from infra.settings import Settings
+from projections.balances import ACCOUNTS
+from services.payments.pool import PoolOf
+
+PlanOf = Callable[[str], Awaitable[str | None]]
 
 
-def ledger_plan_of(settings: Settings) -> Callable[[str], Awaitable[str | None]]:
-    app: LedgerApplication | None = None
-
-    def load(account_id: str) -> str | None:
-        nonlocal app
-        if app is None:
-            app = LedgerApplication(env=event_store_env(settings))
-        try:
-            account: Account = app.repository.get(account_id)
-        except AggregateNotFoundError:
-            return None
-        return str(account.plan)
+def read_model_plan_of(pool_of: PoolOf, *, acquire_timeout_seconds: float) -> PlanOf:
+    """`plan_of(account_id)`: the account's plan, None when the read model has no such account
+    (or no read model exists yet: no projector has run, so no account is known)."""
 
     async def plan_of(account_id: str) -> str | None:
-        return await asyncio.to_thread(load, account_id)
+        pool = await pool_of()
+        async with pool.acquire(timeout=acquire_timeout_seconds) as conn:
+            try:
+                plan = await conn.fetchval(
+                    f"SELECT plan FROM {ACCOUNTS.name} WHERE account_id = $1", account_id
+                )
+            except asyncpg.UndefinedTableError:
+                return None
+        return None if plan is None else str(plan)
 
     return plan_of

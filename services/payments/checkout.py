@@ -1,10 +1,11 @@
-"""Checkout Sessions: what an account may buy (pure pricing) and the Stripe request for it.
+"""Checkout Sessions: what an account may buy and the Stripe request for it.
 
 `POST /v1/checkout` takes `{account_id, pack}` or `{account_id, credit_type, amount_cents}`.
-The catalog decides: the plan must be allowed to buy the pack (or be a buyer of the credit type
-with a purchase rate), the amount must be within the plan's `min_cents..max_cents`, and the
-credits are the catalog's conversion. The ledger checks all of it again when the payment lands
-(it is the authority); checking here keeps customers from paying for what will be refused.
+The prices are the account's own rules (`domain.pricing`, from the catalog): the plan must be
+allowed to buy the pack (or be a buyer of the credit type with a purchase rate), the amount must
+be within the plan's `min_cents..max_cents`, and the credits are the rate's conversion. The
+ledger applies the same rules again when the payment lands (it is the authority); quoting with
+them here keeps customers from paying for what will be refused.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from domain import pricing
 from domain.catalog import MAX_AMOUNT, Catalog
-from domain.errors import ErrorCode
+from domain.errors import ErrorCode, LedgerError
 from services.payments.errors import CodedError
 from services.payments.metadata import PaymentMetadata
 
@@ -66,46 +68,40 @@ def parse_checkout_request(body: bytes) -> CheckoutRequest:
 
 
 def price_checkout(catalog: Catalog, plan: str, request: CheckoutRequest) -> CheckoutOrder:
-    """What the account on `plan` pays and gets, or `CheckoutRefused` (never a partial order)."""
+    """What the account on `plan` pays and gets, or `CheckoutRefused` (never a partial order).
+
+    The prices and eligibility are the account's own (`domain.pricing`), so checkout refuses
+    what the ledger would; checkout adds only what Stripe needs: something to charge."""
     if plan not in catalog.plans:
         raise CheckoutRefused(ErrorCode.unknown_plan, f"plan {plan!r} is not in the catalog")
-    if request.pack is not None:
-        pack = catalog.packs.get(request.pack)
-        if pack is None:
-            raise CheckoutRefused(ErrorCode.invalid_command, f"no pack {request.pack!r}")
-        if not catalog.may_buy_pack(plan, pack):
-            raise CheckoutRefused(
-                ErrorCode.not_eligible, f"plan {plan!r} may not buy pack {request.pack!r}"
-            )
-        if pack.price_cents < 1:
-            raise CheckoutRefused(ErrorCode.invalid_command, f"pack {request.pack!r} is free")
-        meta = PaymentMetadata(
-            request.account_id, "pack", pack.credit_type, pack.amount, pack=request.pack
+    try:
+        if request.pack is not None:
+            return _pack_order(catalog, plan, request.account_id, request.pack)
+        assert request.credit_type is not None and request.amount_cents is not None
+        return _amount_order(
+            catalog, plan, request.account_id, request.credit_type, request.amount_cents
         )
-        name = pack.name or f"{pack.amount} {pack.credit_type}"
-        return CheckoutOrder(meta, pack.price_cents, catalog.pack_currency(pack), name)
+    except LedgerError as refused:
+        raise CheckoutRefused(refused.code, refused.message) from None
 
-    assert request.credit_type is not None and request.amount_cents is not None
-    credit_type, amount_cents = request.credit_type, request.amount_cents
-    if credit_type not in catalog.credit_types:
-        raise CheckoutRefused(ErrorCode.invalid_command, f"no credit type {credit_type!r}")
-    rate = catalog.plans[plan].purchase.get(credit_type)
-    if rate is None or not catalog.may_buy(plan, credit_type):
-        raise CheckoutRefused(ErrorCode.not_eligible, f"plan {plan!r} may not buy {credit_type}")
-    if amount_cents < rate.min_cents:
-        raise CheckoutRefused(
-            ErrorCode.invalid_command, f"amount_cents is below the minimum {rate.min_cents}"
-        )
-    if rate.max_cents is not None and amount_cents > rate.max_cents:
-        raise CheckoutRefused(
-            ErrorCode.invalid_command, f"amount_cents is above the maximum {rate.max_cents}"
-        )
-    credits = amount_cents * rate.credits // rate.per_cents
+
+def _pack_order(catalog: Catalog, plan: str, account_id: str, pack: str) -> CheckoutOrder:
+    offer = pricing.pack_offer(catalog, plan, pack)
+    if offer.price.cents < 1:
+        raise CheckoutRefused(ErrorCode.invalid_command, f"pack {pack!r} is free")
+    meta = PaymentMetadata(account_id, "pack", offer.credit_type, offer.credits, pack=offer.pack)
+    return CheckoutOrder(meta, offer.price.cents, offer.price.currency, offer.name)
+
+
+def _amount_order(
+    catalog: Catalog, plan: str, account_id: str, credit_type: str, amount_cents: int
+) -> CheckoutOrder:
+    rate = pricing.purchase_rate(catalog, plan, credit_type)
+    credits = pricing.credits_for(rate, amount_cents, field="amount_cents")
     if credits < 1:
         raise CheckoutRefused(ErrorCode.invalid_command, "amount_cents buys no credits")
-    meta = PaymentMetadata(request.account_id, "amount", credit_type, credits)
-    name = f"{credits} {credit_type}"
-    return CheckoutOrder(meta, amount_cents, catalog.currency_of(plan), name)
+    meta = PaymentMetadata(account_id, "amount", credit_type, credits)
+    return CheckoutOrder(meta, amount_cents, catalog.currency_of(plan), f"{credits} {credit_type}")
 
 
 def session_params(

@@ -28,12 +28,14 @@ from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
+from infra.outages import ASYNCPG_OUTAGE
 from infra.readiness import READINESS
 from infra.retry import UNTIL_BACK, Stopped, retry
 from infra.settings import Settings, Topic
 from services.payments.customers import Customers, PostgresCustomers
 from services.payments.handler import PaymentHandler
-from services.payments.processing import KAFKA_OUTAGES, OUTAGES, RecordProcessor
+from services.payments.pool import acquire_timeout_seconds, open_pool
+from services.payments.processing import KAFKA_OUTAGES, RecordProcessor
 from services.payments.purchases import PostgresPurchases
 from services.payments.stripe_api import StripeApi
 from services.payments.stripe_client import build_stripe_client
@@ -143,17 +145,21 @@ async def _run(
         return retry(
             attempt,
             doing=doing,
-            retry_on=(*OUTAGES, *KAFKA_OUTAGES),
+            retry_on=(*ASYNCPG_OUTAGE, *KAFKA_OUTAGES),
             backoff=UNTIL_BACK,
             stop=stop,
             on_state=readiness.on_state,
         )
 
-    purchases = await until_up(lambda: PostgresPurchases.open(settings), "opening PostgreSQL")
-    owned.append(purchases.close)
+    # One pool for both tables: the component holds at most `POOL_MAX_SIZE` connections.
+    pool = await until_up(lambda: open_pool(settings), "opening PostgreSQL")
+    owned.append(pool.close)
+    wait_seconds = acquire_timeout_seconds(settings)
+    purchases = PostgresPurchases(pool, acquire_timeout_seconds=wait_seconds)
+    await until_up(purchases.create_tables, "creating the payment tables")
     if customers is None:
-        directory = await until_up(lambda: PostgresCustomers.open(settings), "opening PostgreSQL")
-        owned.append(directory.close)
+        directory = PostgresCustomers(pool, acquire_timeout_seconds=wait_seconds)
+        await until_up(directory.create_table, "creating the payment tables")
         customers = directory
     handler = PaymentHandler(
         api or StripeApi(build_stripe_client(settings)),

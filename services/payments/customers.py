@@ -15,20 +15,24 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
-import psycopg
+import asyncpg
 import stripe
 import structlog
-from psycopg import AsyncConnection, sql
-from psycopg_pool import AsyncConnectionPool
+from asyncpg.pool import PoolAcquireContext
 
-from infra.schema_lock import creating_schema_psycopg
+from infra.outages import ASYNCPG_OUTAGE
+from infra.schema_lock import creating_schema_asyncpg
 from infra.settings import Settings
-from services.payments.pool import open_pool
+from services.payments.pool import PoolOf, acquire_timeout_seconds, open_pool
 from services.payments.stripe_api import StripeApi
 
 log = structlog.get_logger("credits.payments")
 
 TABLE = "payments_stripe_customers"
+# What a lookup for checkout gives up on (Checkout then creates a customer): PostgreSQL away or
+# refusing the statement.
+DATABASE_ERRORS: tuple[type[BaseException], ...] = (asyncpg.PostgresError, *ASYNCPG_OUTAGE)
+UNANSWERED: tuple[type[BaseException], ...] = (stripe.StripeError, *DATABASE_ERRORS)
 
 
 class Customers(Protocol):
@@ -40,13 +44,14 @@ class Customers(Protocol):
 
 
 class PostgresCustomers:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection]) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_seconds: float) -> None:
         self._pool = pool
+        self._acquire_timeout_seconds = acquire_timeout_seconds
 
     @classmethod
     async def open(cls, settings: Settings) -> PostgresCustomers:
         pool = await open_pool(settings)
-        customers = cls(pool)
+        customers = cls(pool, acquire_timeout_seconds=acquire_timeout_seconds(settings))
         try:
             await customers.create_table()
         except BaseException:
@@ -57,45 +62,38 @@ class PostgresCustomers:
     async def close(self) -> None:
         await self._pool.close()
 
+    def _connection(self) -> PoolAcquireContext:
+        return self._pool.acquire(timeout=self._acquire_timeout_seconds)
+
     async def create_table(self) -> None:
-        async with self._pool.connection() as conn, creating_schema_psycopg(conn):
+        async with self._connection() as conn, creating_schema_asyncpg(conn):
             await conn.execute(
-                sql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {} ("
-                    "account_id text PRIMARY KEY, "
-                    "customer_id text NOT NULL, "
-                    "linked_at timestamptz NOT NULL DEFAULT now())"
-                ).format(sql.Identifier(TABLE))
+                f"CREATE TABLE IF NOT EXISTS {TABLE} ("
+                "account_id text PRIMARY KEY, "
+                "customer_id text NOT NULL, "
+                "linked_at timestamptz NOT NULL DEFAULT now())"
             )
 
     async def customer_of(self, account_id: str) -> str | None:
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                sql.SQL("SELECT customer_id FROM {} WHERE account_id = %s").format(
-                    sql.Identifier(TABLE)
-                ),
-                (account_id,),
+        async with self._connection() as conn:
+            customer_id = await conn.fetchval(
+                f"SELECT customer_id FROM {TABLE} WHERE account_id = $1", account_id
             )
-            row = await cursor.fetchone()
-        return None if row is None else str(row[0])
+        return None if customer_id is None else str(customer_id)
 
     async def link(self, account_id: str, customer_id: str) -> None:
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             await conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (account_id, customer_id) VALUES (%s, %s) "
-                    "ON CONFLICT (account_id) DO UPDATE "
-                    "SET customer_id = EXCLUDED.customer_id, linked_at = now()"
-                ).format(sql.Identifier(TABLE)),
-                (account_id, customer_id),
+                f"INSERT INTO {TABLE} (account_id, customer_id) VALUES ($1, $2) "
+                "ON CONFLICT (account_id) DO UPDATE "
+                "SET customer_id = EXCLUDED.customer_id, linked_at = now()",
+                account_id,
+                customer_id,
             )
 
     async def unlink(self, customer_id: str) -> None:
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                sql.SQL("DELETE FROM {} WHERE customer_id = %s").format(sql.Identifier(TABLE)),
-                (customer_id,),
-            )
+        async with self._connection() as conn:
+            await conn.execute(f"DELETE FROM {TABLE} WHERE customer_id = $1", customer_id)
 
 
 async def checkout_customer(api: StripeApi, customers: Customers, account_id: str) -> str | None:
@@ -110,7 +108,7 @@ async def checkout_customer(api: StripeApi, customers: Customers, account_id: st
             return linked
         created = await api.create_customer(account_id, f"credits-customer:{account_id}")
         await customers.link(account_id, created)
-    except (stripe.StripeError, psycopg.Error) as error:
+    except UNANSWERED as error:
         log.warning("no customer for checkout", account_id=account_id, error=str(error))
         return None
     log.info("customer created for checkout", account_id=account_id, customer_id=created)
@@ -118,21 +116,26 @@ async def checkout_customer(api: StripeApi, customers: Customers, account_id: st
 
 
 def checkout_customer_of(
-    settings: Settings, client: stripe.StripeClient
+    pool_of: PoolOf, client: stripe.StripeClient, *, acquire_timeout_seconds: float
 ) -> Callable[[str], Awaitable[str | None]]:
-    """`checkout_customer` for the HTTP routes, its table opened on first use."""
+    """`checkout_customer` for the HTTP routes, on the routes' pool, its table created on first
+    use."""
     api = StripeApi(client)
-    opened: list[PostgresCustomers] = []
-    opening = asyncio.Lock()
+    ready: list[PostgresCustomers] = []
+    creating = asyncio.Lock()
 
     async def customer_of(account_id: str) -> str | None:
-        async with opening:
-            if not opened:
+        async with creating:
+            if not ready:
                 try:
-                    opened.append(await PostgresCustomers.open(settings))
-                except psycopg.Error as error:
+                    customers = PostgresCustomers(
+                        await pool_of(), acquire_timeout_seconds=acquire_timeout_seconds
+                    )
+                    await customers.create_table()
+                except DATABASE_ERRORS as error:
                     log.warning("no customer table for checkout", error=str(error))
                     return None
-        return await checkout_customer(api, opened[0], account_id)
+                ready.append(customers)
+        return await checkout_customer(api, ready[0], account_id)
 
     return customer_of

@@ -11,7 +11,8 @@ Stripe retries, and the payment consumer dedupes by command id. No API key: the 
 the authentication.
 
 Checkout: who may start one is the API's decision (`checkout_access`, a FastAPI dependency
-that returns a check of the account id); pricing is `services.payments.checkout`.
+that returns a check of the account id); pricing is `services.payments.checkout`; the account's
+plan comes from the read models (`services.payments.accounts`), never the ledger's event store.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import asyncpg
 import stripe
 import structlog
 from aiokafka import AIOKafkaProducer
@@ -37,6 +39,7 @@ from services.api.body import read_body
 from services.api.errors import RETRY_AFTER_SECONDS, HttpError
 from services.api.models import ApiError
 from services.payments import metrics
+from services.payments.accounts import PlanOf, read_model_plan_of
 from services.payments.checkout import (
     MAX_REQUEST_BYTES,
     CheckoutRefused,
@@ -44,12 +47,13 @@ from services.payments.checkout import (
     price_checkout,
     session_params,
 )
+from services.payments.customers import checkout_customer_of
+from services.payments.pool import PoolOf, acquire_timeout_seconds, open_pool
 from services.payments.signature import WebhookRefused, verify_stripe_event
 from services.payments.stripe_client import build_stripe_client
 
 log = structlog.get_logger("credits.payments.http")
 
-PlanOf = Callable[[str], Awaitable[str | None]]
 CustomerOf = Callable[[str], Awaitable[str | None]]
 # Raises (an HTTP error of the app) when the caller may not start a checkout for the account.
 AccountCheck = Callable[[str], None]
@@ -96,6 +100,7 @@ class PaymentRoutes:
         checkout_access: Any,
         checkout_openapi_extra: dict[str, Any] | None = None,
         producer: AIOKafkaProducer | None = None,
+        pool_of: PoolOf | None = None,
         plan_of: PlanOf | None = None,
         customer_of: CustomerOf | None = None,
         catalog: Catalog | None = None,
@@ -103,11 +108,13 @@ class PaymentRoutes:
     ) -> None:
         """`checkout_access`: a FastAPI `Depends`/`Security` whose value is an `AccountCheck`.
         `producer`: a started producer for the webhook; by default one is started on first use
-        (and again after a failed start) and stopped by `close`. `plan_of(account_id)` gives
-        the account's plan (None: no such account); by default the ledger application loads
-        the account (`services.payments.accounts.ledger_plan_of`). `customer_of(account_id)`
-        gives its Stripe customer (by default the linked one, else one created and linked
-        now: `services.payments.customers.checkout_customer_of`)."""
+        (and again after a failed start) and stopped by `close`. `pool_of()`: the asyncpg pool
+        checkout reads and writes through (the API passes its own); by default the routes open
+        one (`services.payments.pool`) on first use and `close` closes it. `plan_of(account_id)`
+        gives the account's plan (None: no such account); by default the read models say
+        (`services.payments.accounts.read_model_plan_of`). `customer_of(account_id)` gives its
+        Stripe customer (by default the linked one, else one created and linked now:
+        `services.payments.customers.checkout_customer_of`)."""
         self.settings = settings
         self._secrets = settings.stripe_webhook_secret_list()
         if not self._secrets:
@@ -117,6 +124,9 @@ class PaymentRoutes:
         self._producer_lock = asyncio.Lock()
         self._catalog = catalog
         self._client = stripe_client
+        self._pool_of = pool_of or self._own_pool
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
         self._plan_of = plan_of
         self._customer_of = customer_of
         self.router = self._build_router(checkout_access, checkout_openapi_extra or {})
@@ -126,6 +136,16 @@ class PaymentRoutes:
             producer, self._producer = self._producer, None
             with contextlib.suppress(KafkaError, OSError):
                 await producer.stop()
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    async def _own_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            async with self._pool_lock:
+                if self._pool is None:
+                    self._pool = await open_pool(self.settings)
+        return self._pool
 
     def _build_router(self, checkout_access: Any, checkout_extra: dict[str, Any]) -> APIRouter:
         router = APIRouter(tags=["payments"])
@@ -293,14 +313,13 @@ class PaymentRoutes:
             self._catalog = load_catalog(self.settings.catalog_path)
         if self._client is None:
             self._client = build_stripe_client(self.settings)
+        wait_seconds = acquire_timeout_seconds(self.settings)
         if self._plan_of is None:
-            from services.payments.accounts import ledger_plan_of
-
-            self._plan_of = ledger_plan_of(self.settings)
+            self._plan_of = read_model_plan_of(self._pool_of, acquire_timeout_seconds=wait_seconds)
         if self._customer_of is None:
-            from services.payments.customers import checkout_customer_of
-
-            self._customer_of = checkout_customer_of(self.settings, self._client)
+            self._customer_of = checkout_customer_of(
+                self._pool_of, self._client, acquire_timeout_seconds=wait_seconds
+            )
         return self._catalog, self._plan_of, self._client
 
 

@@ -1,37 +1,30 @@
-"""The payment side's PostgreSQL connections (psycopg, autocommit), in the service's database."""
+"""The payment side's PostgreSQL connections (asyncpg, through `infra.pg_pool`), in the
+service's database."""
 
 from __future__ import annotations
 
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from collections.abc import Awaitable, Callable
 
+import asyncpg
+
+from infra.pg_pool import create_pool
 from infra.settings import Settings
 
 POOL_MAX_SIZE = 2
-# psycopg_pool retries a lost connection with a backoff that doubles without a cap until this
-# much time has passed; after it, the next request starts a fresh attempt at once. Short, so a
-# server back after an outage of any length is used within seconds (the callers' own retry
-# paces the requests).
-RECONNECT_SECONDS = 2.0
 
 
-async def open_pool(settings: Settings) -> AsyncConnectionPool[AsyncConnection]:
-    """Opened and checked: raises `psycopg_pool.PoolTimeout` (an `OperationalError`) when the
-    server does not answer within `CREDITS_PG_CONNECT_TIMEOUT_SECONDS`."""
-    pool: AsyncConnectionPool[AsyncConnection] = AsyncConnectionPool(
-        settings.pg_dsn(),
-        min_size=1,
-        max_size=POOL_MAX_SIZE,
-        timeout=settings.pg_connect_timeout_seconds,
-        kwargs={"autocommit": True, "connect_timeout": int(settings.pg_connect_timeout_seconds)},
-        # A connection that broke while idle (a server restart) is found before it is used.
-        check=AsyncConnectionPool.check_connection,
-        reconnect_timeout=min(RECONNECT_SECONDS, settings.pg_connect_timeout_seconds),
-        open=False,
-    )
-    try:
-        await pool.open(wait=True, timeout=settings.pg_connect_timeout_seconds)
-    except BaseException:
-        await pool.close()
-        raise
-    return pool
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    """Opened with one connection: raises one of `infra.outages.ASYNCPG_OUTAGE` when the server
+    does not answer within `CREDITS_PG_CONNECT_TIMEOUT_SECONDS`. A connection lost later (a
+    server restart) is replaced on its next acquire."""
+    return await create_pool(settings, max_size=POOL_MAX_SIZE)
+
+
+def acquire_timeout_seconds(settings: Settings) -> float:
+    """How long a caller waits for a connection of the pool, a new one's connect included
+    (`TimeoutError` past it, an outage to the callers, which retry)."""
+    return 2 * settings.pg_connect_timeout_seconds
+
+
+# Gives the pool to read and write through (opened on first call, and again after a failure).
+PoolOf = Callable[[], Awaitable[asyncpg.Pool]]

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-import psycopg
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
@@ -28,6 +27,7 @@ from domain.commands import parse_command
 from domain.errors import LedgerError
 from infra.dlq import DlqCode, dead_letter
 from infra.metrics import DLQ_MESSAGES
+from infra.outages import ASYNCPG_OUTAGE
 from infra.retry import UNTIL_BACK, Backoff, RetriesExhausted, Stopped, retry
 from infra.settings import Settings, Topic
 from services.payments import metrics
@@ -45,7 +45,6 @@ T = TypeVar("T")
 
 # Stripe failing: 5 attempts over ~3 s at most, then the DLQ (the SDK retries twice itself).
 STRIPE_BACKOFF = Backoff(first_seconds=0.2, max_seconds=3.0, max_attempts=5)
-OUTAGES: tuple[type[Exception], ...] = (psycopg.OperationalError, psycopg.InterfaceError)
 KAFKA_OUTAGES: tuple[type[Exception], ...] = (KafkaError, OSError)
 # Replies and CloudEvents are small; Stripe events are bounded by the webhook's body limit.
 MAX_OTHER_RECORD_BYTES = 1024 * 1024
@@ -168,10 +167,11 @@ class RecordProcessor:
         return await retry(
             attempt,
             doing="using PostgreSQL",
-            retry_on=OUTAGES,
+            retry_on=ASYNCPG_OUTAGE,
             backoff=UNTIL_BACK,
             stop=self.stop,
             on_state=self.on_state,
+            before_retry=self.purchases.expire_connections,
         )
 
     # ------------------------------------------------------------------ Kafka

@@ -24,25 +24,24 @@ redelivery, at the latest) sends them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from psycopg import AsyncConnection, sql
-from psycopg.rows import dict_row
-from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool
+import asyncpg
+from asyncpg.pool import PoolAcquireContext
 
-from infra.schema_lock import creating_schema_psycopg
+from infra.schema_lock import creating_schema_asyncpg
 from infra.settings import Settings
 from services.payments.mapping import Command
-from services.payments.pool import open_pool
+from services.payments.pool import acquire_timeout_seconds, open_pool
 from services.payments.refunds import Refunded, Revoked, refund_revoke, revoke_step
 
-PURCHASES = sql.Identifier("payments_purchases")
-REVOKES = sql.Identifier("payments_revokes")
+PURCHASES = "payments_purchases"
+REVOKES = "payments_revokes"
 MAX_LISTED = 1000
 MAX_TEXT_CHARS = 1000
 
@@ -87,7 +86,7 @@ class RefundPlan:
 
 
 _SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS {purchases} (
+    f"""CREATE TABLE IF NOT EXISTS {PURCHASES} (
         payment_reference text PRIMARY KEY,
         command_id text NOT NULL UNIQUE,
         account_id text NOT NULL,
@@ -103,27 +102,33 @@ _SCHEMA = [
         revoked_credits bigint NOT NULL DEFAULT 0,
         sent_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now())""",
-    """CREATE INDEX IF NOT EXISTS payments_purchases_unapplied
-        ON {purchases} (sent_at) WHERE state <> 'applied'""",
-    """CREATE TABLE IF NOT EXISTS {revokes} (
+    f"""CREATE INDEX IF NOT EXISTS payments_purchases_unapplied
+        ON {PURCHASES} (sent_at) WHERE state <> 'applied'""",
+    f"""CREATE TABLE IF NOT EXISTS {REVOKES} (
         command_id text PRIMARY KEY,
-        payment_reference text NOT NULL REFERENCES {purchases},
+        payment_reference text NOT NULL REFERENCES {PURCHASES},
         command jsonb NOT NULL,
         planned_at timestamptz NOT NULL DEFAULT clock_timestamp(),
         sent_at timestamptz)""",
-    """CREATE INDEX IF NOT EXISTS payments_revokes_unsent
-        ON {revokes} (payment_reference) WHERE sent_at IS NULL""",
+    f"""CREATE INDEX IF NOT EXISTS payments_revokes_unsent
+        ON {REVOKES} (payment_reference) WHERE sent_at IS NULL""",
 ]
+# A new payment's row; `command` is JSON text, cast (asyncpg passes jsonb as text).
+_INSERT = (
+    f"INSERT INTO {PURCHASES} (payment_reference, command_id, account_id, command, state) "
+    "VALUES ($1, $2, $3, $4::jsonb, $5) ON CONFLICT (payment_reference) "
+)
 
 
 class PostgresPurchases:
-    def __init__(self, pool: AsyncConnectionPool[AsyncConnection]) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_seconds: float) -> None:
         self._pool = pool
+        self._acquire_timeout_seconds = acquire_timeout_seconds
 
     @classmethod
     async def open(cls, settings: Settings) -> PostgresPurchases:
         pool = await open_pool(settings)
-        purchases = cls(pool)
+        purchases = cls(pool, acquire_timeout_seconds=acquire_timeout_seconds(settings))
         try:
             await purchases.create_tables()
         except BaseException:
@@ -134,27 +139,29 @@ class PostgresPurchases:
     async def close(self) -> None:
         await self._pool.close()
 
+    async def expire_connections(self) -> None:
+        """Every pooled connection is replaced before its next use: after a restart of the
+        server, the pool's idle connections are dead."""
+        await self._pool.expire_connections()
+
+    def _connection(self) -> PoolAcquireContext:
+        return self._pool.acquire(timeout=self._acquire_timeout_seconds)
+
     async def create_tables(self) -> None:
-        async with self._pool.connection() as conn, creating_schema_psycopg(conn):
+        async with self._connection() as conn, creating_schema_asyncpg(conn):
             for statement in _SCHEMA:
-                await conn.execute(sql.SQL(statement).format(purchases=PURCHASES, revokes=REVOKES))
+                await conn.execute(statement)
 
     # ------------------------------------------------------------------ purchases sent
 
     async def record_sent(self, purchase: Command) -> PaymentState:
         """Notes a purchase about to be sent (once per payment); returns the payment's state."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (payment_reference, command_id, account_id, command, state) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (payment_reference) "
-                    "DO UPDATE SET sent_at = now() RETURNING state"
-                ).format(PURCHASES),
-                _new_row(purchase),
+        async with self._connection() as conn:
+            state = await conn.fetchval(
+                _INSERT + "DO UPDATE SET sent_at = now() RETURNING state", *_new_row(purchase)
             )
-            row = await cursor.fetchone()
-        assert row is not None
-        return PaymentState(row[0])
+        assert state is not None
+        return PaymentState(state)
 
     async def sendable(self, commands: Sequence[Command]) -> tuple[Command, ...]:
         """`commands` less those of payments the ledger refused; every purchase among them is
@@ -168,73 +175,60 @@ class PostgresPurchases:
     async def plan_refund(self, refunded: Refunded) -> RefundPlan:
         """Moves the payment's revokes to the target of `refunded` (see refunds.py), in one
         transaction on the payment's row, and returns every revoke of it not sent yet."""
-        async with self._pool.connection() as conn, conn.transaction():
-            await conn.execute(
-                sql.SQL(
-                    "INSERT INTO {} (payment_reference, command_id, account_id, command, state) "
-                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (payment_reference) DO NOTHING"
-                ).format(PURCHASES),
-                _new_row(refunded.purchase),
+        reference = refunded.purchase["payment_reference"]
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(_INSERT + "DO NOTHING", *_new_row(refunded.purchase))
+            row = await conn.fetchrow(
+                f"SELECT state, refunded_cents, revoked_credits FROM {PURCHASES} "
+                "WHERE payment_reference = $1 FOR UPDATE",
+                reference,
             )
-            cursor = await conn.execute(
-                sql.SQL(
-                    "SELECT state, refunded_cents, revoked_credits FROM {} "
-                    "WHERE payment_reference = %s FOR UPDATE"
-                ).format(PURCHASES),
-                (refunded.purchase["payment_reference"],),
-            )
-            row = await cursor.fetchone()
             assert row is not None
-            state = PaymentState(row[0])
+            state = PaymentState(row["state"])
             if state in REFUSED:
                 return RefundPlan(state, ())
             step = revoke_step(
-                Revoked(refunded_cents=row[1], credits=row[2]),
+                Revoked(refunded_cents=row["refunded_cents"], credits=row["revoked_credits"]),
                 refunded.refunded_cents,
                 refunded.meta.credits,
                 refunded.paid_cents,
             )
             if step is not None:
                 if step.amount != 0:
-                    await self._plan_revoke(conn, refund_revoke(refunded, step))
+                    await _plan_revoke(conn, refund_revoke(refunded, step))
                 await conn.execute(
-                    sql.SQL(
-                        "UPDATE {} SET refunded_cents = %s, revoked_credits = %s, "
-                        "updated_at = now() WHERE payment_reference = %s"
-                    ).format(PURCHASES),
-                    (
-                        step.after.refunded_cents,
-                        step.after.credits,
-                        refunded.purchase["payment_reference"],
-                    ),
+                    f"UPDATE {PURCHASES} SET refunded_cents = $1, revoked_credits = $2, "
+                    "updated_at = now() WHERE payment_reference = $3",
+                    step.after.refunded_cents,
+                    step.after.credits,
+                    reference,
                 )
-            revokes = await self._unsent(conn, refunded.purchase["payment_reference"])
+            revokes = await _unsent(conn, reference)
         return RefundPlan(state, revokes)
 
     async def plan_revoke(self, revoke: Command) -> None:
         """A revoke to send once (the outbox): e.g. the credits of a payment refunded already."""
-        async with self._pool.connection() as conn:
-            await self._plan_revoke(conn, revoke)
+        async with self._connection() as conn:
+            await _plan_revoke(conn, revoke)
 
     async def unsent_revokes(self, payment_reference: str) -> tuple[Command, ...]:
-        async with self._pool.connection() as conn:
-            return await self._unsent(conn, payment_reference)
+        async with self._connection() as conn:
+            return await _unsent(conn, payment_reference)
 
     async def mark_revokes_sent(self, command_ids: Sequence[str]) -> None:
         if not command_ids:
             return
-        async with self._pool.connection() as conn:
+        async with self._connection() as conn:
             await conn.execute(
-                sql.SQL(
-                    "UPDATE {} SET sent_at = now() WHERE command_id = ANY(%s) AND sent_at IS NULL"
-                ).format(REVOKES),
-                (list(command_ids),),
+                f"UPDATE {REVOKES} SET sent_at = now() "
+                "WHERE command_id = ANY($1::text[]) AND sent_at IS NULL",
+                list(command_ids),
             )
 
     # ------------------------------------------------------------------ the ledger's replies
 
     async def payment_of(self, command_id: str) -> Payment | None:
-        return await self._one("SELECT * FROM {} WHERE command_id = %s", (command_id,))
+        return await self._one(f"SELECT * FROM {PURCHASES} WHERE command_id = $1", command_id)
 
     async def mark_applied(self, command_id: str) -> Payment | None:
         """Credits were granted: `applied` (a failed refund included: the charge has its
@@ -251,7 +245,7 @@ class PostgresPurchases:
         """The ledger refused the purchase: `refund_pending` (from any state but `applied` and
         `refunded`, which are returned unchanged)."""
         return await self._transition(
-            "state = 'refund_pending', refusal_code = %s, refusal_message = %s",
+            "state = 'refund_pending', refusal_code = $1, refusal_message = $2",
             (code[:MAX_TEXT_CHARS], message[:MAX_TEXT_CHARS]),
             command_id,
             (PaymentState.AWAITING_REPLY, PaymentState.REFUND_PENDING, PaymentState.REFUND_FAILED),
@@ -259,7 +253,7 @@ class PostgresPurchases:
 
     async def mark_refunded(self, command_id: str, refund_id: str, cents: int) -> Payment | None:
         return await self._transition(
-            "state = 'refunded', refund_id = %s, refund_cents = %s, refund_error = NULL, "
+            "state = 'refunded', refund_id = $1, refund_cents = $2, refund_error = NULL, "
             "refunded_at = now()",
             (refund_id, cents),
             command_id,
@@ -268,7 +262,7 @@ class PostgresPurchases:
 
     async def mark_refund_failed(self, command_id: str, error: str) -> Payment | None:
         return await self._transition(
-            "state = 'refund_failed', refund_error = %s",
+            "state = 'refund_failed', refund_error = $1",
             (error[:MAX_TEXT_CHARS],),
             command_id,
             (PaymentState.REFUND_PENDING,),
@@ -280,15 +274,14 @@ class PostgresPurchases:
         """Payments without credits: refused (refunded or not) and those still awaiting the
         ledger's reply, oldest first."""
         wanted = [s.value for s in (states or [s for s in PaymentState if s != "applied"])]
-        async with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(
-                sql.SQL("SELECT * FROM {} WHERE state = ANY(%s) ORDER BY sent_at LIMIT %s").format(
-                    PURCHASES
-                ),
-                (wanted, max(1, min(limit, MAX_LISTED))),
+        async with self._connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT * FROM {PURCHASES} WHERE state = ANY($1::text[]) "
+                "ORDER BY sent_at LIMIT $2",
+                wanted,
+                max(1, min(limit, MAX_LISTED)),
             )
-            return [_payment(row) for row in await cursor.fetchall()]
+        return [_payment(row) for row in rows]
 
     # ------------------------------------------------------------------ helpers
 
@@ -300,41 +293,41 @@ class PostgresPurchases:
         from_states: tuple[PaymentState, ...],
     ) -> Payment | None:
         """The row after the change, or as it is when its state is not one of `from_states`;
-        None when there is no such payment."""
+        None when there is no such payment. `assignments` numbers its parameters from $1, one
+        per value."""
+        n = len(values)
         changed = await self._one(
-            "UPDATE {} SET " + assignments + ", updated_at = now() "
-            "WHERE command_id = %s AND state = ANY(%s) RETURNING *",
-            (*values, command_id, [s.value for s in from_states]),
+            f"UPDATE {PURCHASES} SET {assignments}, updated_at = now() "
+            f"WHERE command_id = ${n + 1} AND state = ANY(${n + 2}::text[]) RETURNING *",
+            *values,
+            command_id,
+            [s.value for s in from_states],
         )
         return changed if changed is not None else await self.payment_of(command_id)
 
-    async def _one(self, query: str, values: tuple[Any, ...]) -> Payment | None:
-        async with self._pool.connection() as conn:
-            cursor = conn.cursor(row_factory=dict_row)
-            await cursor.execute(sql.SQL(query).format(PURCHASES), values)
-            row = await cursor.fetchone()
+    async def _one(self, query: str, *values: Any) -> Payment | None:
+        async with self._connection() as conn:
+            row = await conn.fetchrow(query, *values)
         return None if row is None else _payment(row)
 
-    @staticmethod
-    async def _plan_revoke(conn: AsyncConnection, revoke: Command) -> None:
-        await conn.execute(
-            sql.SQL(
-                "INSERT INTO {} (command_id, payment_reference, command) VALUES (%s, %s, %s) "
-                "ON CONFLICT (command_id) DO NOTHING"
-            ).format(REVOKES),
-            (revoke["command_id"], revoke["payment_reference"], Jsonb(revoke)),
-        )
 
-    @staticmethod
-    async def _unsent(conn: AsyncConnection, payment_reference: str) -> tuple[Command, ...]:
-        cursor = await conn.execute(
-            sql.SQL(
-                "SELECT command FROM {} WHERE payment_reference = %s AND sent_at IS NULL "
-                "ORDER BY planned_at, command_id"
-            ).format(REVOKES),
-            (payment_reference,),
-        )
-        return tuple(row[0] for row in await cursor.fetchall())
+async def _plan_revoke(conn: asyncpg.Connection, revoke: Command) -> None:
+    await conn.execute(
+        f"INSERT INTO {REVOKES} (command_id, payment_reference, command) "
+        "VALUES ($1, $2, $3::jsonb) ON CONFLICT (command_id) DO NOTHING",
+        revoke["command_id"],
+        revoke["payment_reference"],
+        json.dumps(revoke),
+    )
+
+
+async def _unsent(conn: asyncpg.Connection, payment_reference: str) -> tuple[Command, ...]:
+    rows = await conn.fetch(
+        f"SELECT command FROM {REVOKES} WHERE payment_reference = $1 AND sent_at IS NULL "
+        "ORDER BY planned_at, command_id",
+        payment_reference,
+    )
+    return tuple(json.loads(row["command"]) for row in rows)
 
 
 def _new_row(purchase: Command) -> tuple[Any, ...]:
@@ -342,17 +335,17 @@ def _new_row(purchase: Command) -> tuple[Any, ...]:
         purchase["payment_reference"],
         purchase["command_id"],
         purchase["account_id"],
-        Jsonb(purchase),
+        json.dumps(purchase),
         PaymentState.AWAITING_REPLY.value,
     )
 
 
-def _payment(row: dict[str, Any]) -> Payment:
+def _payment(row: asyncpg.Record) -> Payment:
     return Payment(
         payment_reference=row["payment_reference"],
         command_id=row["command_id"],
         account_id=row["account_id"],
-        command=row["command"],
+        command=json.loads(row["command"]),
         state=PaymentState(row["state"]),
         refusal_code=row["refusal_code"],
         refusal_message=row["refusal_message"],

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 START_TIMEOUT_SECONDS = 20.0
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +12,10 @@ import httpx
 import pytest
 import stripe
 from fastapi import Depends, FastAPI
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from domain.catalog import load_catalog
+from domain.catalog import MAX_AMOUNT, load_catalog
 from domain.commands import parse_command
 from infra.settings import Settings
 from services.api.errors import install_error_handlers
@@ -24,10 +28,14 @@ from services.payments.checkout import (
 )
 from services.payments.http import PaymentRoutes
 from tests.kit.stripe_fake import FakeStripe
+from tests.payments.conftest import MemoryLedger
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 PLUS = load_catalog(CATALOGS / "seed_002_plus_credits.toml")
 DEMO = load_catalog(CATALOGS / "demo.toml")
+# Refusals of checkout alone: Stripe has nothing to charge (the ledger would grant for nothing).
+CHECKOUT_ONLY = ("is free", "buys no credits")
+_accounts = itertools.count()
 
 
 def test_a_pack_is_sold_to_its_plans_only() -> None:
@@ -181,3 +189,73 @@ def test_the_completed_session_of_that_request_becomes_a_valid_purchase() -> Non
     (command,) = m.checkout_session_paid(completed).commands
     parse_command(command)
     assert command["pack"] == "credits_200" and command["amount_paid"] == 599
+
+
+@functools.cache
+def _ledger(catalog: str) -> MemoryLedger:
+    return MemoryLedger(catalog)
+
+
+def _requests(catalog: str) -> st.SearchStrategy[tuple[str, CheckoutRequest]]:
+    loaded = load_catalog(CATALOGS / catalog)
+    plans = st.sampled_from(sorted(loaded.plans))
+    by_pack = st.builds(
+        lambda pack: CheckoutRequest(account_id="a", pack=pack),
+        st.sampled_from([*sorted(loaded.packs), "no_such_pack"]),
+    )
+    by_amount = st.builds(
+        lambda credit_type, cents: CheckoutRequest(
+            account_id="a", credit_type=credit_type, amount_cents=cents
+        ),
+        st.sampled_from([*sorted(loaded.credit_types), "no_such_type"]),
+        st.integers(min_value=1, max_value=60_000) | st.integers(min_value=1, max_value=MAX_AMOUNT),
+    )
+    return st.tuples(plans, by_pack | by_amount)
+
+
+@pytest.mark.parametrize("catalog", ["demo.toml", "seed_002_plus_credits.toml"])
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_checkout_quotes_what_the_account_then_grants_and_refuses_what_it_refuses(
+    catalog: str, data: st.DataObject
+) -> None:
+    """Checkout and the account price with the same rules: an order checkout makes is the
+    purchase the account grants, credit for credit; a refusal carries the account's code."""
+    plan, request = data.draw(_requests(catalog))
+    ledger = _ledger(catalog)
+    account = f"acct-{next(_accounts)}"
+    ledger.ok("open_account", account, "open", plan=plan)
+    request = request.model_copy(update={"account_id": account})
+    try:
+        order = price_checkout(ledger.catalog, plan, request)
+    except CheckoutRefused as refused:
+        order, refusal = None, refused
+    if order is not None:
+        params = session_params(order, customer_id=None, success_url="s", cancel_url="c")
+        paid = {
+            "id": f"cs_{account}",
+            "mode": "payment",
+            "payment_status": "paid",
+            "payment_intent": f"pi_{account}",
+            "amount_total": order.amount_cents,
+            "currency": order.currency,
+            "metadata": params["metadata"],
+        }
+        (reply,) = ledger.apply(list(m.checkout_session_paid(paid).commands))
+        assert reply.status == "accepted", reply.error
+        assert ledger.available(account, order.meta.credit_type) >= order.meta.credits
+        return
+    if refusal.message.endswith(CHECKOUT_ONLY):
+        return
+    # What the account says to the same purchase, paid at the price it would ask.
+    purchase: dict[str, Any] = {"payment_reference": f"pi_{account}", "currency": "usd"}
+    if request.pack is not None:
+        pack = ledger.catalog.packs.get(request.pack)
+        purchase |= {"pack": request.pack, "amount_paid": pack.price_cents if pack else 100}
+    else:
+        purchase |= {"credit_type": request.credit_type, "amount_paid": request.amount_cents}
+    (reply,) = ledger.apply(
+        [{"type": "purchase", "command_id": "p", "account_id": account, **purchase}]
+    )
+    assert reply.status == "rejected" and reply.error is not None
+    assert reply.error.code == refusal.code, (reply.error.message, refusal.message)

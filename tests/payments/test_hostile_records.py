@@ -179,6 +179,9 @@ class _Purchases:
     async def mark_revokes_sent(self, command_ids: list[str]) -> None:
         pass
 
+    async def expire_connections(self) -> None:
+        pass
+
     async def plan_refund(self, refunded: Refunded) -> RefundPlan:
         return RefundPlan(PaymentState.APPLIED, ())
 

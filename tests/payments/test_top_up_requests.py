@@ -83,6 +83,9 @@ class _NoPurchases:
     async def mark_revokes_sent(self, command_ids: list[str]) -> None:
         assert not command_ids
 
+    async def expire_connections(self) -> None:
+        pass
+
 
 class _Producer:
     def __init__(self) -> None:
