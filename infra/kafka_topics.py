@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from infra.kafka_clients import admin_client
+from infra.kafka_clients import kafka_admin
 from infra.settings import Settings
-
-
-@asynccontextmanager
-async def kafka_admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    admin = admin_client(settings)
-    await admin.start()
-    try:
-        yield admin
-    finally:
-        await admin.close()
 
 
 async def create_topics(settings: Settings, names: list[str] | None = None) -> dict[str, str]:

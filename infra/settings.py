@@ -9,33 +9,19 @@ from __future__ import annotations
 
 import re
 import socket
-from enum import StrEnum
 from pathlib import Path
-from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from credits_client.connection import KafkaSettings, Topic
+from pydantic import Field
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
-
-class Topic(StrEnum):
-    """The Kafka topics (DESIGN §2.1, and the payment side's replies), before the prefix."""
-
-    COMMANDS = "credits.commands"
-    REPLIES = "credits.replies"
-    EVENTS = "credits.events"
-    DLQ = "credits.dlq"
-    STRIPE_EVENTS = "stripe.events"
-    # The ledger's replies to the payment consumer's commands (their `reply_to`).
-    PAYMENTS_REPLIES = "credits.payments.replies"
+__all__ = ["PROJECT_DIR", "Settings", "Topic"]
 
 
-class Settings(BaseSettings):
-    # Inputs are left out of validation errors: they may hold a password.
-    model_config = SettingsConfigDict(
-        env_prefix="CREDITS_", extra="ignore", frozen=True, hide_input_in_errors=True
-    )
+class Settings(KafkaSettings):
+    """Every component's settings: the Kafka connection, topics and security (`KafkaSettings`,
+    the producer client's, read from the same `CREDITS_` variables), and the rest below."""
 
     # PostgreSQL: the event store and the read models.
     pg_host: str = "127.0.0.1"
@@ -48,31 +34,10 @@ class Settings(BaseSettings):
     pg_pool_size: int = Field(default=4, ge=1, le=64)
     pg_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 
-    # Kafka: comma-separated host:port list.
-    kafka_bootstrap: str = "127.0.0.1:9092"
-    # Prepended to every topic name, e.g. "staging." gives "staging.credits.commands".
-    topic_prefix: str = ""
-    # Fixed at creation: the key (account id) decides the partition, so changing it later would
-    # reorder accounts. Four suits two cores; more partitions only add consumer overhead here.
+    # Kafka topics' partitions, fixed at creation: the key (account id) decides the partition,
+    # so changing it later would reorder accounts. Four suits two cores; more partitions only
+    # add consumer overhead here.
     topic_partitions: int = Field(default=4, ge=1, le=256)
-    # One replica on the local single node; production sets 3.
-    topic_replication_factor: int = Field(default=1, ge=1, le=5)
-    kafka_request_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
-    # Kafka security, for every producer, consumer and admin client (infra/kafka_clients.py).
-    # Who may publish commands is the broker's ACLs' to decide (README, "Kafka security").
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_sasl_username: str = Field(default="", max_length=256)
-    # SecretStr: shown as '**********' in reprs, logs and dumps.
-    kafka_sasl_password: SecretStr = Field(default=SecretStr(""), max_length=1024)
-    # PEM files (empty: none). The CAs the brokers' certificates are checked against (empty:
-    # the system's), and this client's certificate and key where brokers ask for one (mTLS;
-    # the key may sit in the certificate's file).
-    kafka_ssl_ca_file: str = ""
-    kafka_ssl_cert_file: str = ""
-    kafka_ssl_key_file: str = ""
-    kafka_ssl_key_password: SecretStr = Field(default=SecretStr(""), max_length=1024)
-    kafka_ssl_check_hostname: bool = True
     # The ledger's static membership of its consumer group (`group.instance.id`): a ledger that
     # restarts under the same id takes its partitions back at once. Unique per running ledger
     # (two with one id fence each other); the host name suits one ledger per host or pod.
@@ -128,51 +93,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: str = Field(default="json", pattern="^(json|console)$")
 
-    @model_validator(mode="after")
-    def _kafka_security_complete(self) -> Settings:
-        """Refuse a half-configured security setup at start, naming the variable."""
-        sasl = self.kafka_security_protocol.startswith("SASL_")
-        tls = self.kafka_security_protocol.endswith("SSL")
-        password = self.kafka_sasl_password.get_secret_value()
-        if sasl and not (self.kafka_sasl_username and password):
-            raise ValueError(
-                f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
-                "CREDITS_KAFKA_SASL_USERNAME and CREDITS_KAFKA_SASL_PASSWORD"
-            )
-        if not sasl and (self.kafka_sasl_username or password):
-            raise ValueError(
-                "CREDITS_KAFKA_SASL_USERNAME/PASSWORD are set but "
-                f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} does not use SASL"
-            )
-        files = {
-            "CREDITS_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
-            "CREDITS_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
-            "CREDITS_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
-        }
-        for variable, path in files.items():
-            if path and not tls:
-                raise ValueError(
-                    f"{variable} is set but "
-                    f"CREDITS_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} has no TLS"
-                )
-            if path and not Path(path).is_file():
-                raise ValueError(f"{variable}: no such file {path}")
-        if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
-            raise ValueError("CREDITS_KAFKA_SSL_KEY_FILE needs CREDITS_KAFKA_SSL_CERT_FILE")
-        return self
-
-    def topic(self, topic: Topic) -> str:
-        return f"{self.topic_prefix}{topic.value}"
-
     def all_topics(self) -> list[str]:
         return [self.topic(t) for t in Topic]
-
-    def kafka_bootstrap_servers(self) -> list[tuple[str, int]]:
-        servers: list[tuple[str, int]] = []
-        for item in self.kafka_bootstrap.split(","):
-            host, _, port = item.strip().rpartition(":")
-            servers.append((host, int(port)))
-        return servers
 
     def stripe_webhook_secret_list(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiokafka import TopicPartition
 from credits_client import ClientClosed, CommandTimeout, partition_for
-from credits_client.partitioning import PARTITIONER
+from credits_client.partitioning import MURMUR2_PARTITIONER
 
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import delete_topics
@@ -186,7 +186,7 @@ async def test_commands_are_keyed_by_account_on_the_java_partition_with_reply_he
         assert headers["reply_to"] == client.reply_topic.encode()
         assert len(headers["correlation_id"]) == 32
     assert len({p.partition for p in mine.values()}) > 1, "twelve accounts spread out"
-    assert client._transport._producer._partitioner is PARTITIONER  # type: ignore[union-attr]
+    assert client._transport._producer._partitioner is MURMUR2_PARTITIONER  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

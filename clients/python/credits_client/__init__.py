@@ -1,6 +1,7 @@
 """The Python client of the credit ledger's Kafka API (docs/CLIENT.md, docs/asyncapi.json)."""
 
 from credits_client.client import CreditsClient
+from credits_client.connection import KafkaSettings, Topic
 from credits_client.errors import (
     ClientClosed,
     CommandNotSent,
@@ -20,6 +21,8 @@ __all__ = [
     "ErrorBody",
     "InvalidCommand",
     "InvalidReply",
+    "KafkaSettings",
     "Reply",
+    "Topic",
     "partition_for",
 ]

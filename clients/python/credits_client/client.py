@@ -1,6 +1,6 @@
 """`CreditsClient`: the ledger's commands over Kafka for producer services (docs/CLIENT.md).
 
-    async with CreditsClient(Settings(), client_id="checkout-1") as credits:
+    async with CreditsClient(KafkaSettings(), client_id="checkout-1") as credits:
         reply = await credits.consume("acct-42", action="generate", command_id=request_id)
         if reply.status == "rejected":
             ...  # reply.error.code: insufficient_credits, daily_limit_reached, ...
@@ -23,13 +23,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationError
 
 from credits_client.balances import LastKnownBalances
+from credits_client.connection import KafkaSettings, Topic
 from credits_client.errors import CommandNotSent, CommandTimeout, InvalidCommand, InvalidReply
 from credits_client.partitioning import account_key
 from credits_client.transport import KafkaTransport, NotAcknowledged, TransportStats
 from domain.commands import Command, parse_command
 from domain.errors import LedgerError
 from domain.replies import Balance, Reply
-from infra.settings import Settings, Topic
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_MAX_IN_FLIGHT = 1000
@@ -44,7 +44,7 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 class CreditsClient:
     def __init__(
         self,
-        settings: Settings | None = None,
+        settings: KafkaSettings | None = None,
         *,
         client_id: str,
         reply_topic: str | None = None,
@@ -56,7 +56,9 @@ class CreditsClient:
         max_cached_accounts: int = DEFAULT_MAX_CACHED_ACCOUNTS,
         start_timeout_seconds: float = DEFAULT_START_TIMEOUT_SECONDS,
     ) -> None:
-        """`client_id` names this instance; keep it stable across restarts (a pod or host
+        """`settings`: where the brokers are and how to log in (`KafkaSettings`, from the
+        `CREDITS_KAFKA_*` and `CREDITS_TOPIC_*` variables by default; the service's `Settings`
+        is one too). `client_id` names this instance; keep it stable across restarts (a pod or host
         name) so that a restart reuses its reply topic `<credits.replies>.<client_id>`.
         `reply_topic` overrides that name, e.g. with the shared `credits.replies` (then pass
         `create_reply_topic=False`; every client then reads every reply: see docs/CLIENT.md)."""
@@ -64,7 +66,7 @@ class CreditsClient:
             raise ValueError(f"client_id must match {_CLIENT_ID.pattern}")
         if timeout_seconds <= 0:
             raise ValueError("timeout_seconds must be positive")
-        settings = settings or Settings()
+        settings = settings or KafkaSettings()
         self.timeout_seconds = timeout_seconds
         self._balances = LastKnownBalances(max_cached_accounts)
         self._transport = KafkaTransport(

@@ -9,10 +9,11 @@ the kafka-clients jar. librdkafka-based producers must set `partitioner=murmur2_
 
 from __future__ import annotations
 
-from infra.kafka_clients import MURMUR2_PARTITIONER
+from aiokafka.partitioner import DefaultPartitioner
 
-# Passed explicitly to the producer, so a changed library default cannot move accounts silently.
-PARTITIONER = MURMUR2_PARTITIONER
+# Passed explicitly to every producer (`kafka_clients`), so a changed library default cannot
+# move accounts silently.
+MURMUR2_PARTITIONER = DefaultPartitioner()
 
 
 def account_key(account_id: str) -> bytes:
@@ -23,5 +24,5 @@ def partition_for(account_id: str, partitions: int) -> int:
     """The partition the client's producer picks for this account among `partitions`."""
     assert partitions >= 1
     every = list(range(partitions))
-    partition: int = PARTITIONER(account_key(account_id), every, every)
+    partition: int = MURMUR2_PARTITIONER(account_key(account_id), every, every)
     return partition

@@ -11,15 +11,15 @@ import asyncio
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from infra.kafka_topics import kafka_admin
-from infra.settings import Settings
+from credits_client.connection import KafkaSettings
+from credits_client.kafka_clients import kafka_admin
 
 REPLY_TOPIC_PARTITIONS = 1
 # A new topic's leader is elected within milliseconds here; poll its metadata this often.
 METADATA_POLL_SECONDS = 0.1
 
 
-async def ensure_reply_topic(settings: Settings, name: str, retention_seconds: int) -> None:
+async def ensure_reply_topic(settings: KafkaSettings, name: str, retention_seconds: int) -> None:
     async with kafka_admin(settings) as admin:
         response = await admin.create_topics(
             [
@@ -38,7 +38,7 @@ async def ensure_reply_topic(settings: Settings, name: str, retention_seconds: i
             raise KafkaError(f"creating reply topic {name}: error code {code} {topic_error[2:]}")
 
 
-async def wait_for_partitions(settings: Settings, name: str) -> int:
+async def wait_for_partitions(settings: KafkaSettings, name: str) -> int:
     """The topic's partition count, once every partition has a leader. Callers bound the wait."""
     async with kafka_admin(settings) as admin:
         while True:
@@ -56,6 +56,6 @@ async def wait_for_partitions(settings: Settings, name: str) -> int:
             await asyncio.sleep(METADATA_POLL_SECONDS)
 
 
-async def delete_reply_topic(settings: Settings, name: str) -> None:
+async def delete_reply_topic(settings: KafkaSettings, name: str) -> None:
     async with kafka_admin(settings) as admin:
         await admin.delete_topics([name])

@@ -16,23 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 
-import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from credits_client.connection import KafkaSettings
 from credits_client.errors import ClientClosed
+from credits_client.kafka_clients import acknowledged_producer
+from credits_client.kafka_clients import consumer as kafka_consumer
 from credits_client.reply_topic import (
     delete_reply_topic,
     ensure_reply_topic,
     wait_for_partitions,
 )
-from infra.kafka_clients import acknowledged_producer
-from infra.kafka_clients import consumer as kafka_consumer
-from infra.settings import Settings
 
-log = structlog.get_logger("credits.client")
+# The standard library's logging, as a library's should: the service renders these lines with
+# its own (structlog), a producer service with whatever it configured.
+log = logging.getLogger("credits.client")
 
 # A fetch returns as soon as a reply is there; this only bounds how long an idle one waits.
 READ_POLL_MS = 200
@@ -64,7 +66,7 @@ class ReplyRecord:
 class KafkaTransport:
     def __init__(
         self,
-        settings: Settings,
+        settings: KafkaSettings,
         *,
         client_id: str,
         commands_topic: str,
@@ -215,7 +217,7 @@ class KafkaTransport:
         except Exception as error:
             # Without a reader every call would only time out: fail them now, refuse new ones.
             self._closed_reason = f"broken: the reply reader failed: {error!r}"
-            log.error("reply reader failed", topic=self.reply_topic, error=repr(error))
+            log.error("reply reader failed on %s: %r", self.reply_topic, error)
             self._fail_pending(self._closed_reason)
 
     def _deliver(self, record: ConsumerRecord[bytes, bytes]) -> None:
