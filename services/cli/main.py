@@ -12,6 +12,7 @@ from infra.settings import Settings
 from services.cli import (
     components,
     contracts,
+    dlq,
     keys,
     payments,
     projections,
@@ -21,7 +22,7 @@ from services.cli import (
 
 DISTRIBUTION = "credits-ledger"
 # In the order `credits --help` lists them.
-GROUPS = (components, projections, reconcile, sending, payments, keys, contracts)
+GROUPS = (components, projections, reconcile, sending, payments, keys, dlq, contracts)
 
 
 def package_version() -> str:
