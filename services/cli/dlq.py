@@ -81,7 +81,7 @@ def _cmd_show(args: argparse.Namespace, settings: Settings) -> int:
     why = _not_replayable(record, settings)
     print(f"replayable {'no: ' + why if why else 'yes'}")
     print(f"value      ({record.value_bytes} bytes)")
-    print(_text(record.value))
+    print(_text(record.value, lines=True))
     return 0
 
 
@@ -153,15 +153,18 @@ def _time(record: DlqRecord) -> str:
     return f"{datetime.fromtimestamp(record.timestamp_ms / 1000, UTC):%Y-%m-%d %H:%M:%S}"
 
 
-def _text(data: bytes | None) -> str:
-    """Bytes as text when they are UTF-8, else as `hex:...`."""
+def _text(data: bytes | None, *, lines: bool = False) -> str:
+    """Bytes as text when they are UTF-8, else as `hex:...`; text with control characters (or
+    that could be read as hex) as a Python literal, so nothing reaches the terminal but text.
+    `lines`: newlines and tabs are text too (a pretty-printed JSON value)."""
     if data is None:
         return "(null)"
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return f"hex:{data.hex()}"
-    return text if text.isprintable() or not text else repr(text)
+    plain = text.replace("\n", "").replace("\t", "") if lines else text
+    return text if plain.isprintable() and not text.startswith(("hex:", "(null)")) else repr(text)
 
 
 def _cut(text: str) -> str:

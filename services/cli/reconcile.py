@@ -47,7 +47,7 @@ async def _compare(
         if sample is None:
             for account_id in await reconcile.rows_without_events(conn, read_side.log):
                 mismatches.append(reconcile.Mismatch(account_id, "rm_accounts", "a row", None))
-        for account_id in tqdm(ids, unit="accounts", desc="reconcile", file=sys.stderr):
+        for account_id in tqdm(ids, unit="account", desc="reconcile", file=sys.stderr):
             compared = await reconcile.compare_account(
                 conn, read_side.log, app, read_side.catalog, projections, account_id
             )

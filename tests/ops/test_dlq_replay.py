@@ -25,7 +25,7 @@ from infra.kafka_clients import consumer as kafka_consumer
 from infra.settings import Settings, Topic
 from services.cli import dlq_topic
 from services.cli.main import main
-from tests.kafka_client import KafkaTestClient
+from tests.kafka_client import KafkaTestClient, Received
 from tests.ledger_harness import RunningLedger
 
 pytestmark = pytest.mark.integration
@@ -34,6 +34,8 @@ CALL_TIMEOUT_SECONDS = 15.0
 GRANTED = 500
 # On the test client's reply topic: the opening, the refusal, the first replay, the second.
 REPLIES = 4
+# On the commands topic: the opening, the grant, its two replays.
+COMMANDS_SENT = 4
 
 
 @pytest.fixture
@@ -79,14 +81,18 @@ def _with_defect(ledger: RunningLedger) -> None:
     ledger.service.handle_many = defective  # type: ignore[method-assign]
 
 
-async def _statuses(settings: Settings, topic: str, command_id: str) -> list[str]:
-    """The statuses of the replies to `command_id` on a reply topic holding `REPLIES` records."""
+async def _read(settings: Settings, topic: str, count: int) -> list[Received]:
     kafka = KafkaTestClient(settings)
     await kafka.start()
     try:
-        records = await kafka.read(topic, REPLIES, timeout_seconds=CALL_TIMEOUT_SECONDS)
+        return await kafka.read(topic, count, timeout_seconds=CALL_TIMEOUT_SECONDS)
     finally:
         await kafka.stop()
+
+
+async def _statuses(settings: Settings, topic: str, command_id: str) -> list[str]:
+    """The statuses of the replies to `command_id` on a reply topic holding `REPLIES` records."""
+    records = await _read(settings, topic, REPLIES)
     replies = [json.loads(r.value or b"{}") for r in sorted(records, key=lambda r: r.offset)]
     return [reply["status"] for reply in replies if reply.get("command_id") == command_id]
 
@@ -159,6 +165,7 @@ async def test_a_command_dead_lettered_by_a_defect_is_replayed_and_applied_once(
         assert code == 0 and "replayed 1 record(s); 0 not" in second
 
         statuses = await _statuses(topics, client.reply_topic, grant["command_id"])
+        sent = await _read(topics, commands_topic, COMMANDS_SENT)
         account_now: Account = await asyncio.to_thread(fixed.app.repository.get, account)
         grants = [
             e
@@ -171,6 +178,18 @@ async def test_a_command_dead_lettered_by_a_defect_is_replayed_and_applied_once(
     assert statuses == ["rejected", "accepted", "duplicate"]
     assert account_now.available("credits") == before + GRANTED
     assert len(grants) == 1
+    # The replays carry the original's key, value and headers, none of the DLQ's own.
+    original, *replays = [r for r in sent if grant["command_id"].encode() in (r.value or b"")]
+    assert (original.partition, original.offset) == (record.source_partition, record.source_offset)
+    assert len(replays) == 2
+    for replay in replays:
+        assert (replay.key, replay.value, replay.headers) == (
+            original.key,
+            original.value,
+            original.headers,
+        )
+        assert replay.partition == original.partition
+    assert not any(name.startswith(("error.", "source.")) for name, _ in original.headers)
 
 
 async def test_a_truncated_record_is_not_replayed(topics: Settings, cli: Any) -> None:
