@@ -97,8 +97,11 @@ def _cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     for partition, offset in missing:
         print(f"not found {partition}:{offset}: no such record in the DLQ")
     replayable = []
+    chosen = _chosen(args)
     for record in records:
-        why = _not_replayable(record, settings)
+        why = _not_replayable(record, settings) or (
+            None if chosen(record) else "it does not match the filters given"
+        )
         if why:
             print(f"not replayed {record.partition}:{record.offset}: {why}")
         else:
@@ -128,12 +131,13 @@ async def _chosen_records(
     if not args.positions:
         scan = await dlq_topic.scan(settings, args.limit, _chosen(args), with_values=True)
         return scan.records, []
+    # Named records the filters do not choose are kept here; the caller says why it skips them.
     found, missing = [], []
     for partition, offset in dict.fromkeys(args.positions):
         record = await dlq_topic.fetch(settings, partition, offset)
         if record is None:
             missing.append((partition, offset))
-        elif _chosen(args)(record):
+        else:
             found.append(record)
     return found, missing
 
