@@ -17,7 +17,8 @@ help: ## list the targets
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# Line by line, no bars: a first start shows what it downloads, and logs get no escapes.
+	$(BIN)/pip install --progress-bar off -e '.[dev]'
 	touch $@
 
 stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them when missing)

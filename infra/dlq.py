@@ -13,7 +13,8 @@ So the parts are bounded:
   `HEADER_OVERHEAD_BYTES` for its framing so that many empty headers cannot add up either
   (`original.truncated: headers` when some were dropped). A null header value is kept as an
   empty one; a header name that is not UTF-8 is kept with its bytes escaped (`\\xff`).
-  A `credits dlq replay` sends key, value and kept headers back, less the ones named here.
+  `credits dlq replay` sends key, value and kept headers back, less the ones named here, and
+  refuses a record with any part truncated: what it would send is not what was sent.
 So a DLQ record is at most MAX_VALUE_BYTES + MAX_KEY_BYTES + MAX_HEADERS_BYTES plus our own
 headers (under 2 KiB): about 580 KiB, whatever the original.
 """
@@ -116,6 +117,61 @@ def dead_letter(
 def replayable(headers: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
     """A DLQ record's headers less the ones `dead_letter` added: what the original carried."""
     return [(name, value) for name, value in headers if not name.startswith(OWN_HEADER_PREFIXES)]
+
+
+@dataclass(frozen=True)
+class DlqRecord:
+    """A record read back from the DLQ topic, with what `dead_letter` wrote about it.
+
+    `value` is None when the reader chose not to keep it (`credits dlq list`) as well as when
+    the record has none; `value_bytes` is its size either way (-1 for a null value)."""
+
+    partition: int
+    offset: int
+    timestamp_ms: int
+    key: bytes | None
+    value: bytes | None
+    value_bytes: int
+    headers: list[tuple[str, bytes]]
+
+    def header(self, name: str) -> str | None:
+        """The first header of that name as text (bytes that are not UTF-8 escaped)."""
+        for key, value in self.headers:
+            if key == name:
+                return value.decode("utf-8", "backslashreplace")
+        return None
+
+    @property
+    def code(self) -> str:
+        return self.header("error.code") or "?"
+
+    @property
+    def source_topic(self) -> str | None:
+        return self.header("source.topic")
+
+    @property
+    def source_partition(self) -> int | None:
+        return _integer(self.header("source.partition"))
+
+    @property
+    def source_offset(self) -> int | None:
+        return _integer(self.header("source.offset"))
+
+    @property
+    def truncated(self) -> list[str]:
+        """The parts `dead_letter` cut (`value`, `key`, `headers`): gone from this copy."""
+        text = self.header("original.truncated")
+        return [part for part in text.split(",") if part] if text else []
+
+    def original_headers(self) -> list[tuple[str, bytes]]:
+        return replayable(self.headers)
+
+
+def _integer(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 def _text(text: str, max_bytes: int) -> bytes:

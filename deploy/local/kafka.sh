@@ -77,7 +77,10 @@ ensure_java() {
   if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
     log "installing a JDK and Maven (Debian packages)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless maven >/dev/null
+    # A line per package downloaded (`Get:`), no progress bars or dpkg's escape codes; errors
+  # go to stderr as they are.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 default-jdk-headless maven |
+    awk '/^Get:/ { print "kafka: " $0; fflush() }' >&2
   fi
 }
 
@@ -91,9 +94,11 @@ ensure_jars() {
   log "resolving Apache Kafka from Maven Central (cached in $libs_dir)"
   rm -rf "$libs_dir"
   mkdir -p "$libs_dir"
-  mvn -q -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
-    -DincludeScope=runtime -DoutputDirectory="$libs_dir" >&2
+  mvn -B -Dstyle.color=never -f "$pom" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$libs_dir" 2>&1 </dev/null |
+    awk -f "$root/deploy/local/maven_progress.awk" >&2
   echo "$want" >"$stamp"
+  log "$(find "$libs_dir" -name '*.jar' | wc -l) jars in $libs_dir"
 }
 
 write_config() {

@@ -53,7 +53,10 @@ ensure_installed() {
   apt-get update -qq
   # policy-rc.d 101: the package must not start its own cluster; ours lives in .local/.
   printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  # A line per package downloaded (`Get:`), no progress bars or dpkg's escape codes; errors
+  # go to stderr as they are.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q -o Dpkg::Use-Pty=0 postgresql |
+    awk '/^Get:/ { print "postgres: " $0; fflush() }' >&2
   rm -f /usr/sbin/policy-rc.d
   bin_dir=$(find_bin_dir)
 }

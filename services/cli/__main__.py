@@ -1,5 +1,7 @@
 """`python -m services.cli`: the `credits` command without its installed script."""
 
+import sys
+
 from services.cli.main import main
 
-main()
+sys.exit(main())

@@ -15,7 +15,7 @@ from services.simulation.run import Simulation
 from services.simulation.scenario import ScenarioError, load_scenario
 
 
-def add_command(commands: Any) -> None:
+def add_commands(commands: Any) -> None:
     simulate = commands.add_parser(
         "simulate",
         help="run a catalog over simulated days and print the balances per day",

@@ -13,11 +13,11 @@ from domain.account import Account
 from infra.metrics import PROJECTION_LAG, PROJECTION_SKIPPED_EVENTS
 from projections import ops, queries
 from projections.batch import BatchState
+from projections.folds import expected_balances, projected_balances
 from projections.projector import Projector, ProjectorConfig
 from projections.read_side import ReadSide
 from projections.store import checksum, ensure_tables
 from tests.projections.conftest import PgLedger
-from tests.projections.folds import expected_balances, projected_balances
 
 pytestmark = pytest.mark.integration
 

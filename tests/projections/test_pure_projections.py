@@ -17,9 +17,7 @@ from domain.account import Account
 from domain.catalog import load_catalog
 from infra.ledger_application import LedgerApplication
 from projections.batch import BatchState
-from projections.registry import build_projections
-from services.ledger.service import LedgerService
-from tests.projections.folds import (
+from projections.folds import (
     expected_balances,
     expected_holds,
     expected_lots,
@@ -29,6 +27,8 @@ from tests.projections.folds import (
     spent_fold,
     usage_fold,
 )
+from projections.registry import build_projections
+from services.ledger.service import LedgerService
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain/catalogs/demo.toml")
 

@@ -19,19 +19,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.catalog import Catalog
-from projections import queries
 from projections.read_side import ReadSide
+from projections.reconcile import compare_account, outstanding_mismatches
 from tests.projections.conftest import PgLedger
-from tests.projections.folds import (
-    expected_balances,
-    expected_holds,
-    expected_lots,
-    projected_balances,
-    projected_holds,
-    projected_lots,
-    spent_fold,
-    usage_fold,
-)
 
 pytestmark = pytest.mark.integration
 
@@ -148,58 +138,23 @@ def _fields(
 
 
 async def check(read_side: ReadSide, ledger: PgLedger, accounts: list[str]) -> None:
+    """What `credits reconcile` compares (`projections/reconcile.py`), for these accounts and
+    the credits outstanding over every account."""
     catalog: Catalog = ledger.catalog
     await read_side.projector().catch_up()
+    names = list(read_side.projections)
     async with read_side.pool.acquire() as conn:
         for account_id in accounts:
-            aggregate = ledger.account(account_id)
-            events = ledger.events(account_id)
-            row = await queries.account(conn, account_id)
-            assert row is not None and row["version"] == aggregate.version
-            assert row["plan"] == aggregate.plan
-            assert projected_balances(await queries.balances(conn, account_id), catalog) == (
-                expected_balances(aggregate, catalog)
+            compared = await compare_account(
+                conn, read_side.log, ledger.app, catalog, names, account_id
             )
-            assert projected_lots(await queries.lots(conn, account_id)) == expected_lots(aggregate)
-            assert projected_holds(await queries.holds(conn, account_id)) == (
-                expected_holds(aggregate)
-            )
-            heads = dict(
-                await conn.fetch(
-                    "SELECT credit_type, available FROM rm_transaction_heads WHERE account_id = $1",
-                    account_id,
-                )
-            )
-            for credit_type in catalog.credit_types:
-                assert heads.get(credit_type, 0) == aggregate.available(credit_type)
-            usage = await conn.fetch(
-                "SELECT day, action, credit_type, count, credits, cost FROM rm_usage_daily "
-                "WHERE account_id = $1",
-                account_id,
-            )
-            assert {
-                (r["day"].isoformat(), r["action"], r["credit_type"]): (r["count"], r["cost"])
-                for r in usage
-                if r["count"] or r["cost"]
-            } == {k: (c["count"], c["cost"]) for k, c in usage_fold(events).items()}
-            assert sum(r["credits"] for r in usage) == spent_fold(events)
-        outstanding = {
-            r["credit_type"]: (r["available"], r["held"])
-            for r in await conn.fetch("SELECT * FROM rm_analytics_outstanding")
-        }
+            assert compared is not None, "caught up: no account is moving"
+            assert compared.mismatches == []
+            assert compared.account is not None
+            assert compared.account.version == ledger.account(account_id).version
         every = [r["account_id"] for r in await conn.fetch("SELECT account_id FROM rm_accounts")]
-    totals: dict[str, tuple[int, int]] = {}
-    for account_id in every:
-        aggregate = ledger.account(account_id)
-        for credit_type in catalog.credit_types:
-            available, held = totals.get(credit_type, (0, 0))
-            totals[credit_type] = (
-                available + aggregate.available(credit_type),
-                held + aggregate.held(credit_type),
-            )
-    assert {ct: v for ct, v in outstanding.items() if v != (0, 0)} == {
-        ct: v for ct, v in totals.items() if v != (0, 0)
-    }
+        folded = [ledger.account(account_id) for account_id in every]
+        assert await outstanding_mismatches(conn, folded, catalog) == []
 
 
 async def test_every_read_model_equals_the_fold_after_random_commands(

@@ -10,6 +10,7 @@ import pytest
 
 from infra.settings import Settings
 from projections import queries
+from projections.folds import expected_balances, projected_balances
 from projections.read_side import ReadSide
 from projections.rebuild import rebuild
 from services.api.app import create_app
@@ -17,7 +18,6 @@ from services.api.keys import Scope
 from services.cli.main import main
 from tests.api.conftest import bearer, create_key
 from tests.projections.conftest import PgLedger
-from tests.projections.folds import expected_balances, projected_balances
 from tests.projections.test_projector import populate
 
 pytestmark = pytest.mark.integration

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Iterator
+
 import pytest
 
 from services.cli.main import build_parser
 
-COMMANDS = [
-    [],
-    ["run"],
-    ["topics"],
-    ["topics", "create"],
-    ["projections"],
-    ["projections", "status"],
-    ["projections", "rebuild"],
-    ["account"],
-    ["account", "show"],
-    ["send"],
-    ["demo"],
-]
+
+def _every_command(parser: argparse.ArgumentParser, words: list[str]) -> Iterator[list[str]]:
+    """Every command and action the parser knows, found by walking it: a new one is checked
+    without being listed here."""
+    yield words
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield from _every_command(child, [*words, name])
+
+
+COMMANDS = list(_every_command(build_parser(), []))
+
+
+def test_the_walk_finds_the_commands_of_every_group() -> None:
+    found = {" ".join(words) for words in COMMANDS}
+    assert {"dlq list", "dlq show", "dlq replay", "reconcile", "keys revoke", "openapi"} <= found
+    assert len(COMMANDS) >= 23
 
 
 @pytest.mark.parametrize("words", COMMANDS, ids=lambda w: " ".join(["credits", *w]))

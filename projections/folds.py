@@ -1,4 +1,5 @@
-"""What the read models must equal: the aggregate's state and folds of the stored events."""
+"""What the read models must equal: the aggregate's state and folds of the stored events
+(`credits reconcile` and the read-model tests compare them with `projections/reconcile.py`)."""
 
 from __future__ import annotations
 
