@@ -122,10 +122,9 @@ def test_every_component_runs_as_its_own_deployment(objects: list[dict[str, Any]
     assert set(deployments) == {f"{FULLNAME}-{name}" for name in COMPONENTS}
     for name in COMPONENTS:
         deployment = deployments[f"{FULLNAME}-{name}"]
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert _container(deployment)["command"] == ["credits", "run", name]
-        assert deployment["spec"]["template"]["metadata"]["labels"][
-            "app.kubernetes.io/component"
-        ] == (name)
+        assert labels["app.kubernetes.io/component"] == name
         assert _container(deployment)["resources"]["requests"]["memory"]
         assert _container(deployment)["resources"]["limits"]["memory"]
 
@@ -162,6 +161,9 @@ def test_settings_are_real_settings_and_secrets_only_in_secrets(
 
     assert set(settings_map) <= known
     assert not set(settings_map) & set(SECRET_VALUES)
+    for workload in [*_named(objects, "Deployment").values(), *_named(objects, "Job").values()]:
+        (container,) = workload["spec"]["template"]["spec"]["containers"]
+        assert {e["name"] for e in container.get("env", [])} <= known
     # Every secret reaches the pods, through the Secret the Deployments read.
     assert {k: secret_data[k] for k in SECRET_VALUES} == SECRET_VALUES
     for deployment in _named(objects, "Deployment").values():
@@ -191,9 +193,7 @@ def test_required_secrets_are_required(helm: Path) -> None:
     assert "secrets.values.CREDITS_PG_PASSWORD is required" in result.stderr
 
 
-def test_an_existing_secret_replaces_the_charts(
-    helm: Path, values_file: Path, objects: list[dict[str, Any]]
-) -> None:
+def test_an_existing_secret_replaces_the_charts(helm: Path, values_file: Path) -> None:
     result = _template(helm, "-f", values_file, "--set", "secrets.existingSecret=ops-made")
     rendered = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
@@ -214,7 +214,7 @@ def test_the_catalog_comes_from_a_configmap(objects: list[dict[str, Any]]) -> No
         (mount,) = [
             m
             for m in _container(deployment)["volumeMounts"]
-            if Path(m["mountPath"]) == (catalog_path.parent)
+            if Path(m["mountPath"]) == catalog_path.parent
         ]
         assert volumes[mount["name"]]["configMap"]["name"] == f"{FULLNAME}-catalog"
 
