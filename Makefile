@@ -9,7 +9,7 @@ VENV := .local/venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help run test lint bench stack stop clean compose-check
+.PHONY: help run test lint bench stack helm stop clean compose-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -26,6 +26,9 @@ stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them when 
 	deploy/local/kafka.sh up
 	$(BIN)/credits topics create
 
+helm: ## build helm for the chart test (pinned; Go fetches it from the module proxy, once)
+	deploy/local/helm.sh up
+
 run: stack ## start the local stack, then every component in the foreground (Ctrl-C stops)
 	$(BIN)/credits run all
 
@@ -40,10 +43,10 @@ compose-check: ## validate compose.yaml where a compose client exists
 	elif command -v docker-compose >/dev/null 2>&1; then \
 	  docker-compose config -q && echo "compose.yaml: valid (docker-compose)"; \
 	else \
-	  echo "compose.yaml: no compose client here; checked by tests/unit/test_compose.py only"; \
+	  echo "compose.yaml: no compose client here; checked by tests/stack/test_compose.py only"; \
 	fi
 
-test: stack lint ## the whole suite against the real local stack
+test: stack lint helm ## the whole suite against the real local stack (and the Helm chart)
 	$(BIN)/python -m pytest
 
 bench: stack ## throughput and latency on the local stack, beside the raw PostgreSQL ceiling
