@@ -11,9 +11,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 DESIGN = PROJECT / "docs" / "DESIGN.md"
 TEXT_SUFFIXES = {".md", ".py", ".toml", ".yaml", ".yml", ".json", ".sh", ".java", ".txt"}
 TEXT_NAMES = {"Makefile", "Dockerfile"}
-# Written so that this file does not match itself: a path above the repository, the steering
-# design's file, and numbered references to the work tracker.
-OUTSIDE = re.compile(r"\.\./shared|shared[/]DESIGN|\bissue \d+|\bissue #", re.IGNORECASE)
+# Written so that this file does not match itself: a path above the repository, a design
+# file kept outside it, and numbered references to a work tracker.
+OUTSIDE = re.compile(r"\.\./shared|shared[/]DESIGN|\bissue \d+|\bissue [#]", re.IGNORECASE)
 SECTIONS = [
     "1. What it is, and for whom",
     "2. Public contracts",
