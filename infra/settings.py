@@ -81,7 +81,7 @@ class Settings(KafkaSettings):
     # The plan an account moves to when its Stripe subscription ends (cancel keeps purchases).
     payments_cancel_plan: str = Field(default="free", pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
-    # Read models, projector and API (issue 5); they price and tag with `catalog_path`.
+    # Read models, projector and API; they price and tag with `catalog_path`.
     # Events per projector batch (one transaction per read model each).
     projector_batch_events: int = Field(default=1000, ge=1, le=10_000)
     # The projector wakes on NOTIFY; this polling interval is the fallback.

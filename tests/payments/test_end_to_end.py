@@ -1,4 +1,4 @@
-"""The whole loop with the lead's components: ledger consumer and outbox relay on PostgreSQL,
+"""The whole loop with the real components: ledger consumer and outbox relay on PostgreSQL,
 the payment consumer, the fake Stripe and its signed webhooks. A spend crosses the auto top-up
 threshold → TopUpRequested → relay → credits.events → off-session PaymentIntent → webhook →
 purchase on credits.commands → the ledger grants: the balance shows the credits."""
