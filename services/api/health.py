@@ -6,9 +6,9 @@ import asyncio
 from dataclasses import dataclass
 
 import asyncpg
-from infra.kafka_probe import broker_answers
 
 from infra.kafka_clients import tls_context
+from infra.kafka_probe import broker_answers
 from infra.settings import Settings
 
 

@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
-from infra.kafka_probe import broker_answers
 
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
+from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
 from infra.readiness import READINESS
 from infra.retry import UNTIL_BACK, Stopped, retry

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psycopg
-from infra.kafka_probe import broker_answers
 
+from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
 from infra.retry import Backoff, retry
 from tests.faults.command_load import CommandLoad

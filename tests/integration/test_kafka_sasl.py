@@ -13,10 +13,10 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import NewTopic
 from aiokafka.errors import KafkaConnectionError
-from infra.kafka_probe import broker_answers
 from pydantic import SecretStr
 
 from infra.kafka_clients import acknowledged_producer, admin_client, consumer
+from infra.kafka_probe import broker_answers
 from infra.settings import Settings
 from tests.sasl_broker import USERNAME, SaslBroker, start_sasl_broker, stop_sasl_broker
 

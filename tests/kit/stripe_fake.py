@@ -32,7 +32,8 @@ from typing import Any
 import httpx
 
 START_TIMEOUT_SECONDS = 20.0
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+# The project root (tests/kit/ is two levels down): `-m tests.kit.stripe_fake` runs from there.
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
