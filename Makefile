@@ -20,9 +20,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them when missing)
+stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them, and Chromium for the browser tests, when missing)
 	deploy/local/postgres.sh up
 	deploy/local/kafka.sh up
+	deploy/local/chromium.sh up
 	$(BIN)/credits topics create
 
 run: stack ## start the local stack, then every component in the foreground (Ctrl-C stops)

@@ -25,7 +25,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
 # Bounded waits for conditions (never a fixed sleep).
 WAIT_MS = 10_000
 expect.set_options(timeout=WAIT_MS)
@@ -48,8 +47,3 @@ async def context(browser: Browser) -> AsyncIterator[BrowserContext]:
     fresh.set_default_timeout(WAIT_MS)
     yield fresh
     await fresh.close()
-
-
-def screenshot_path(name: str) -> Path:
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    return SCREENSHOTS / f"plan-usage-{name}.png"

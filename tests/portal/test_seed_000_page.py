@@ -5,20 +5,18 @@ Checkout return states."""
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import BrowserContext, Page, Route, expect
+from playwright.async_api import BrowserContext, Route, expect
 
 from infra.settings import Settings
 from tests.kit.stripe_fake import FakeStripe
-from tests.portal.conftest import screenshot_path
+from tests.portal.page import COUNTDOWN, PHONE, bars, card, screenshot_path, usage_total
 from tests.portal.stack import PortalStack, portal_stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-COUNTDOWN = re.compile(r"^(\d+d )?\d\dh \d\dm \d\ds$")
 
 
 @pytest.fixture(scope="module")
@@ -55,10 +53,6 @@ async def starter_story(stack: PortalStack) -> tuple[str, int]:
     return account_id, reply["position"]
 
 
-def card(page: Page, credit_type: str):  # type: ignore[no-untyped-def]
-    return page.locator(f"[data-testid=credit-type][data-credit-type={credit_type}]")
-
-
 async def test_the_budget_in_money_the_parts_the_sessions_and_buying_by_amount(
     stack: PortalStack, context: BrowserContext
 ) -> None:
@@ -69,7 +63,7 @@ async def test_the_budget_in_money_the_parts_the_sessions_and_buying_by_amount(
 
     await expect(page.get_by_test_id("plan-name")).to_have_text("Starter")
     sessions = card(page, "sessions")
-    # 1,600 units a month, 3 × 2 + 4 × 1 spent: 1,590 left, worth $39.75 at 200 per $5.
+    # 1,600 units a month, 3 x 2 + 4 x 1 spent: 1,590 left, worth $39.75 at 200 per $5.
     await expect(sessions.get_by_test_id("available")).to_have_text("1,790")
     await expect(sessions.get_by_test_id("allocation-remaining")).to_have_text("1,590")
     await expect(sessions.get_by_test_id("purchased-remaining")).to_have_text("200")
@@ -91,14 +85,14 @@ async def test_the_budget_in_money_the_parts_the_sessions_and_buying_by_amount(
     # The session breakdown: uses per action today, stacked bars, AI vs non-AI costs.
     totals = page.get_by_test_id("usage-total")
     await expect(totals).to_have_count(2)
-    ai = page.locator("[data-testid=usage-total][data-action=ai_session]")
+    ai = usage_total(page, "ai_session")
     await expect(ai.get_by_test_id("uses")).to_have_text("3")
     await expect(ai.get_by_test_id("credits")).to_have_text("6")
-    non_ai = page.locator("[data-testid=usage-total][data-action=non_ai_session]")
+    non_ai = usage_total(page, "non_ai_session")
     await expect(non_ai.get_by_test_id("uses")).to_have_text("4")
-    bars = page.locator("[data-testid=chart] rect[data-key]")
-    await expect(bars).to_have_count(2)
-    assert sorted([await b.get_attribute("data-value") for b in await bars.all()]) == ["3", "4"]
+    await expect(bars(page)).to_have_count(2)
+    await expect(bars(page, "ai_session")).to_have_attribute("data-value", "3")
+    await expect(bars(page, "non_ai_session")).to_have_attribute("data-value", "4")
 
     # Buying: $5 minimum, converted at the Starter rate; voice packs for every plan.
     await expect(page.get_by_test_id("amount-input")).to_have_attribute("min", "5")
@@ -114,6 +108,9 @@ async def test_the_budget_in_money_the_parts_the_sessions_and_buying_by_amount(
     await expect(rows).to_have_count(10)
     await expect(rows.first).to_have_attribute("data-kind", "purchase")
     await page.screenshot(path=str(screenshot_path("seed-000")), full_page=True)
+    await page.set_viewport_size(PHONE)
+    await expect(sessions.get_by_test_id("budget-left")).to_be_visible()
+    await page.screenshot(path=str(screenshot_path("seed-000-phone")), full_page=True)
 
 
 async def test_a_free_account_cannot_buy_sessions_or_spend_purchased_ones(
@@ -143,7 +140,7 @@ async def test_the_page_updates_within_a_second_of_a_consume_without_reloading(
     await stack.command(account_id, "consume", action="ai_session", resource="qr-9")
     await expect(sessions.get_by_test_id("available")).to_have_text("1,598")
     await expect(sessions.get_by_test_id("budget-left")).to_have_text("$39.95")
-    await expect(page.locator("[data-testid=chart] rect[data-key=ai_session]")).to_have_count(1)
+    await expect(bars(page, "ai_session")).to_have_count(1)
     await expect(page.get_by_test_id("tx-row").first).to_contain_text("Usage: ai_session")
     # Drawn again in place: the same document, never reloaded.
     assert await page.evaluate("window.__sameDocument") is True

@@ -325,7 +325,7 @@
       groups.push(el("div", { className: "buy-group" }, el("h3", { text: "Packs" }),
         el("div", { className: "buy-row" }, ...buy.packs.map((p) => el("button", {
           type: "button", "data-testid": "buy-pack", "data-pack": p.pack,
-          text: p.name + " (" + fmt(p.amount) + " " + p.credit_type + ") – " + money(p.price_cents, p.currency),
+          text: p.name + " (" + fmt(p.amount) + " " + p.credit_type + "): " + money(p.price_cents, p.currency),
           onclick: () => checkout({ pack: p.pack }),
         })))));
     }
