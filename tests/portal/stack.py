@@ -86,7 +86,8 @@ async def portal_stack(
             "http_port": port,
             "api_instance_id": f"portal-{uuid.uuid4().hex[:8]}",
             "portal_token_secrets": PORTAL_SECRET,
-            "portal_frame_ancestors": "'self' http://host.test",
+            # The embedding test's host page is served on localhost (any port).
+            "portal_frame_ancestors": "'self' http://localhost:*",
             "stripe_api_key": "sk_test_portal",
             "stripe_api_base": fake_stripe.api_base,
             "checkout_success_url": f"http://127.0.0.1:{port}/?checkout=success",

@@ -374,7 +374,7 @@
     const auto = t.auto
       ? "Auto top-up (your plan's default): below " + fmt(t.auto.threshold) + ", buy " + fmt(t.auto.amount) + ", at most " + t.auto.max_per_month + " times a month."
       : "Auto top-up is not on by default for this plan.";
-    return el("div", { className: "buy-group", "data-testid": "top-up" }, el("h3", { text: "Top up " + t.credit_type + " (charged to your saved card)" }), form,
+    return el("div", { className: "buy-group", "data-testid": "top-up", "data-credit-type": t.credit_type }, el("h3", { text: "Top up " + t.credit_type + " (charged to your saved card)" }), form,
       el("p", { className: "hint", text: fmt(t.min_credits) + " to " + fmt(t.max_credits) + " at " + money(t.price_per_credit_cents, t.currency) + " each. " + auto }));
   }
   async function checkout(order) {
