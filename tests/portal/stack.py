@@ -21,6 +21,7 @@ from infra.settings import Settings
 from projections.read_side import open_read_side
 from services.api import keys
 from services.api.app import close_app, create_app
+from services.api.changes import ChangeFeed
 from services.api.gateway import CommandGateway
 from tests.api.conftest import PORTAL_SECRET, bearer, create_key
 from tests.databases import fresh_database
@@ -32,8 +33,11 @@ START_SECONDS = 30.0
 
 
 class PortalStack:
-    def __init__(self, settings: Settings, http: httpx.AsyncClient, admin_key: str) -> None:
+    def __init__(
+        self, settings: Settings, http: httpx.AsyncClient, admin_key: str, changes: ChangeFeed
+    ) -> None:
         self.settings = settings
+        self.changes = changes
         self.base_url = f"http://127.0.0.1:{settings.http_port}"
         self.http = http
         self.admin_key = admin_key
@@ -126,7 +130,7 @@ async def portal_stack(
                         headers=bearer(admin_key),
                         timeout=30,
                     ) as http:
-                        yield PortalStack(settings, http, admin_key)
+                        yield PortalStack(settings, http, admin_key, app.state.resources.changes)
                 finally:
                     app.state.resources.changes.end_streams()
                     server.should_exit = True
