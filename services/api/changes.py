@@ -8,7 +8,8 @@ positions of the read models the page draws from, and says `changed` once all of
 applied the account's last event. When the LISTEN connection is away, subscribers look every
 `FALLBACK_POLL_SECONDS` instead, so a lost notification delays a change, never loses it.
 
-A stopping API ends its streams at once (`end_streams`); pages reconnect. Bounds: at most `MAX_SUBSCRIBERS` streams per process (503 beyond), a keep-alive comment every
+A stopping API ends its streams at once (`end_streams`); pages reconnect. Bounds: at most
+`MAX_SUBSCRIBERS` streams per process (503 beyond), a keep-alive comment every
 `KEEPALIVE_SECONDS`, and a stream ends when its portal token expires (or after
 `MAX_STREAM_SECONDS` for an API key): the page then asks its host for a fresh token.
 """

@@ -5,11 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from playwright.async_api import Locator, Page
+from playwright.async_api import Locator, Page, ViewportSize
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".local" / "screenshots"
 COUNTDOWN = re.compile(r"^(\d+d )?\d\dh \d\dm \d\ds$")
-PHONE = {"width": 390, "height": 844}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 def card(page: Page, credit_type: str) -> Locator:

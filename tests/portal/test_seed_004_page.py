@@ -55,6 +55,7 @@ async def test_a_tier_that_may_not_buy_its_day_its_reset_and_free_discoveries(
     await expect(cached.get_by_test_id("credits")).to_have_text("0")
     await expect(cached.locator("td").nth(2)).to_have_text("free")
     await expect(usage_total(page, "discovery").get_by_test_id("credits")).to_have_text("2")
+    await page.screenshot(path=str(screenshot_path("seed-004")), full_page=True)
     # Stacked by credit type: credits spent, one segment.
     await page.get_by_label("Stack by").select_option("credit_type")
     await expect(bars(page, "credits")).to_have_attribute("data-value", "3")
@@ -64,7 +65,6 @@ async def test_a_tier_that_may_not_buy_its_day_its_reset_and_free_discoveries(
     await expect(page.get_by_test_id("buy-refused")).to_have_text(
         "credits cannot be bought: upgrade your tier (Max) for more."
     )
-    await page.screenshot(path=str(screenshot_path("seed-004")), full_page=True)
 
 
 async def test_the_range_buttons_ask_for_7_30_and_90_days(
