@@ -21,9 +21,10 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --progress-bar off -e '.[dev]'
 	touch $@
 
-stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them when missing)
+stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them, and Chromium for the browser tests, when missing)
 	deploy/local/postgres.sh up
 	deploy/local/kafka.sh up
+	deploy/local/chromium.sh up
 	$(BIN)/credits topics create
 
 helm: ## build helm for the chart test (pinned; Go fetches it from the module proxy, once)

@@ -18,6 +18,7 @@ from psycopg import sql
 from bench.ledger_kafka import ledger_rows
 from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
+from bench.portal_page import portal_rows
 from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow
 from infra.kafka_topics import create_topics, delete_topics
@@ -76,6 +77,8 @@ async def main() -> list[BenchRow]:
         rows += await payment_rows(settings)
     finally:
         await delete_topics(settings, settings.all_topics())
+    _recreate_database(base)
+    rows += await portal_rows(settings)
     _recreate_database(base)
     rows += await rebuild_rows(settings)
     return rows

@@ -62,6 +62,11 @@ class Settings(KafkaSettings):
     # (old and new during a rotation). Empty: a random secret per process (tokens then work
     # only on the instance that issued them, until it restarts).
     portal_token_secrets: str = ""
+    # Who may embed the Plan & Usage page (`/`) in an iframe: the CSP `frame-ancestors` sources,
+    # space-separated (`'self' https://app.example.com`); `'none'` forbids every frame.
+    portal_frame_ancestors: str = Field(
+        default="'self'", min_length=1, max_length=2048, pattern=r"^[A-Za-z0-9 '*:/._-]+$"
+    )
 
     # Catalog (TOML) the service prices with; see docs/DOMAIN.md for its format.
     catalog_path: Path = PROJECT_DIR / "domain" / "catalogs" / "demo.toml"

@@ -36,6 +36,9 @@ MAX_BACKOFF_SECONDS = 30.0
 LISTEN_CONNECT_SECONDS = 5.0
 LISTENER_CLOSE_SECONDS = 2.0
 COMPONENT = "projector"
+# NOTIFYed in each batch's transaction (so delivered at its commit) with `<projection>:<position>`:
+# the API's change feed (services/api/changes.py) tells open pages that a read model moved.
+PROJECTED_CHANNEL = "credits_projected"
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,9 @@ class Projector:
                     logged,
                     tracking=name,
                     expected=start,
+                )
+                await conn.execute(
+                    "SELECT pg_notify($1, $2)", PROJECTED_CHANNEL, f"{name}:{applied.position}"
                 )
             if applied.skipped:
                 PROJECTION_SKIPPED_EVENTS.labels(name).inc(applied.skipped)

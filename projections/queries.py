@@ -78,6 +78,17 @@ async def usage_totals(
     return spent_today, {row["action"]: row["count"] for row in rows if row["action"]}
 
 
+async def spent_since(conn: asyncpg.Connection, account_id: str, first: date) -> dict[str, int]:
+    """Credits spent per credit type from the UTC day `first` on (consumes and captures)."""
+    rows = await conn.fetch(
+        "SELECT credit_type, sum(credits) AS credits FROM rm_usage_daily "
+        "WHERE account_id = $1 AND day >= $2 GROUP BY credit_type",
+        account_id,
+        first,
+    )
+    return {row["credit_type"]: row["credits"] for row in rows}
+
+
 async def transactions(
     conn: asyncpg.Connection, account_id: str, before: tuple[int, str] | None, limit: int
 ) -> list[dict[str, Any]]:

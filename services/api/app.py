@@ -28,7 +28,7 @@ from services.api.gateway import CommandGateway
 from services.api.guard import RequestGuard
 from services.api.log_head import events_head
 from services.api.resources import Resources
-from services.api.routers import accounts, commands, health, ops, portal_tokens
+from services.api.routers import accounts, changes, commands, health, ops, page, portal_tokens
 from services.payments.checkout import CheckoutRequest
 from services.payments.http import PaymentRoutes
 
@@ -79,7 +79,14 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
     )
     app.state.resources = resources
     app.state.payments = payments
-    for router in (accounts.router, commands.router, portal_tokens.router, ops.router):
+    for router in (
+        accounts.router,
+        changes.router,
+        commands.router,
+        portal_tokens.router,
+        ops.router,
+        page.router,
+    ):
         app.include_router(router)
     app.include_router(payments.router)
     app.include_router(health.router)

@@ -37,6 +37,7 @@ COMMAND_TIMEOUT = "command_timeout"
 DATABASE_UNAVAILABLE = "database_unavailable"
 KAFKA_UNAVAILABLE = "kafka_unavailable"
 INTERNAL = "internal"
+TOO_MANY_STREAMS = "too_many_streams"
 
 # How long a client should wait before retrying a 503: a restarted dependency is usually back
 # within this (the components' retries pause at most 2 s).

@@ -1,7 +1,7 @@
 """What the API holds: an asyncpg pool (reads, keys, command outcomes), the Kafka gateway for
-commands, the portal token signer and the catalog. Opened on first use (so an app without
-lifespan, as in tests, works) and closed by the app's lifespan. The API holds no event-store
-application: it never writes events."""
+commands, the portal token signer, the change feed of open pages and the catalog. Opened on
+first use (so an app without lifespan, as in tests, works) and closed by the app's lifespan.
+The API holds no event-store application: it never writes events."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from infra.process_stores import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.registry import build_projections
 from projections.store import ensure_tables
+from services.api.changes import ChangeFeed
 from services.api.gateway import CommandGateway
 from services.api.keys import ensure_table as ensure_keys_table
 from services.api.portal_tokens import PortalTokens
@@ -26,6 +27,7 @@ class Resources:
         self.catalog: Catalog = load_catalog(settings.catalog_path)
         self.gateway = gateway or CommandGateway(settings)
         self.portal_tokens = PortalTokens(settings.portal_token_secret_list())
+        self.changes = ChangeFeed(settings.pg_dsn())
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 
@@ -47,6 +49,7 @@ class Resources:
         return self._pool
 
     async def close(self) -> None:
+        await self.changes.close()
         if self._pool is not None:
             await give_back_pool(self._pool)
             self._pool = None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import structlog
+from fastapi import FastAPI
 
 from infra.http_serving import serve_until_stopped
 from infra.ops_server import serve_ops
@@ -23,4 +24,12 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
             "process, valid only here and until it restarts"
         )
     public = serve_until_stopped(app, host=settings.http_host, port=settings.http_port, stop=stop)
-    await asyncio.gather(public, serve_ops(settings, stop, ops_app_for(app)))
+    await asyncio.gather(
+        public, serve_ops(settings, stop, ops_app_for(app)), _end_streams(app, stop)
+    )
+
+
+async def _end_streams(app: FastAPI, stop: asyncio.Event) -> None:
+    """Open pages' change streams end with the stop, not at the graceful timeout."""
+    await stop.wait()
+    app.state.resources.changes.end_streams()

@@ -14,8 +14,14 @@ from services.api.app import create_app
 from services.api.route_table import served_routes
 from services.cli.main import main
 
-# Served for people, not part of the API: the document itself and its viewer.
-NOT_DOCUMENTED = {("GET", "/openapi.json"), ("GET", "/docs")}
+# Served for people, not part of the API: the document itself and its viewer, the Plan & Usage
+# page and its assets.
+NOT_DOCUMENTED = {
+    ("GET", "/openapi.json"),
+    ("GET", "/docs"),
+    ("GET", "/"),
+    ("GET", "/portal/{asset}"),
+}
 
 
 def test_the_openapi_file_is_what_the_code_generates():

@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 
 START_TIMEOUT_SECONDS = 20.0
+# The project root (tests/kit/ is two levels down): `-m tests.kit.stripe_fake` runs from there.
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
 

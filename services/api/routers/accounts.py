@@ -31,6 +31,8 @@ from services.api.models import (
     UsageProfile,
     UsageRow,
 )
+from services.api.overview import account_overview, rate_window
+from services.api.overview_models import AccountOverview
 from services.api.resources import Resources, app_resources
 
 MAX_USAGE_DAYS = 366
@@ -137,6 +139,30 @@ async def get_account(
         version=account["version"],
         position=account["position"],
     )
+
+
+@router.get(
+    "/overview",
+    operation_id="getAccountOverview",
+    summary="The plan as the catalog means it: balance parts, money, rate and run-out, buying",
+    response_model=AccountOverview,
+    openapi_extra=PORTAL,
+)
+async def get_overview(
+    account_id: AccountId,
+    held: Held,
+    min_position: MinPosition = None,
+) -> AccountOverview:
+    pool = await _pool_at(held, ("balances", "usage"), min_position)
+    today = datetime.now(UTC).date()
+    async with pool.acquire() as conn:
+        account = await queries.account(conn, account_id)
+        if account is None:
+            raise unknown_account(account_id)
+        rows = await queries.balances(conn, account_id)
+        first = today - timedelta(days=rate_window(account["opened_at"], today) - 1)
+        spent = await queries.spent_since(conn, account_id, first)
+    return account_overview(held.catalog, account, rows, spent, today)
 
 
 @router.get(
