@@ -36,6 +36,7 @@ COMMAND_SCOPES: dict[str, Scope] = {
     "reserve": Scope.write,
     "capture": Scope.write,
     "release": Scope.write,
+    "extend_hold": Scope.write,
 }
 COMMAND_TYPES = frozenset(
     get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(Command)[0])

@@ -98,6 +98,10 @@ async def test_command_types_need_their_scope(client, scope_keys):
     # Past access, the ledger answers (the account does not exist).
     spent = await client.post(url, json=consume, headers=write)
     assert spent.status_code == 404 and spent.json()["error"]["code"] == "unknown_account"
+    # A streaming call's own hold: a writer extends it.
+    extend = command("extend_hold", hold_id="h1", ttl_seconds=60)
+    extended = await client.post(url, json=extend, headers=write)
+    assert extended.status_code == 404 and extended.json()["error"]["code"] == "unknown_account"
     granted = await client.post(url, json=grant)  # the client's admin key
     assert granted.status_code == 404 and granted.json()["error"]["code"] == "unknown_account"
     # A type the ledger does not know: any writer learns it is invalid.
