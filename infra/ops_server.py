@@ -1,8 +1,11 @@
-"""The ops port (`CREDITS_OPS_PORT`): `/metrics` and `/readyz`, apart from the public API.
+"""The ops port (`CREDITS_OPS_PORT`): `/healthz`, `/readyz` and `/metrics`, apart from the API.
 
-Any component can serve it: `await serve_ops(settings, stop, ops_app(checks=...))`. The
-deployment decides who reaches this port (a scraper, the orchestrator's probes); the public
-API port carries only `/healthz` besides the authenticated `/v1` routes.
+Every `credits run` process serves it once, whichever components it runs (services/cli/
+supervisor.py). The deployment decides who reaches this port (a scraper, the orchestrator's
+probes); the public API port carries only its own `/healthz` besides the authenticated routes.
+
+`/healthz` is liveness: 200 while the process serves HTTP at all, whatever its servers do (an
+orchestrator restarting a process because Kafka is away would only add a restart to the outage).
 
 `/readyz` answers 200 only if every check passes (e.g. the database answers) and every
 component registered in `infra.readiness.READINESS` reports ready, so a load balancer stops
@@ -13,7 +16,7 @@ sending traffic to a half-started process. `/metrics` serves the process's one r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 
 import structlog
 from fastapi import FastAPI
@@ -21,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict
 
+from infra.dependencies import kafka_health, postgres_health
 from infra.http_serving import serve_until_stopped
 from infra.metrics import REGISTRY
 from infra.readiness import READINESS
@@ -55,6 +59,10 @@ def ops_app(
     app = FastAPI(title="credits ops", docs_url=None, redoc_url=None, openapi_url=None)
     named_checks = dict(checks or {})
 
+    @app.get("/healthz")
+    async def healthz() -> JSONResponse:
+        return JSONResponse({"status": "alive"})
+
     @app.get("/readyz")
     async def readyz() -> JSONResponse:
         results = await asyncio.gather(*(_run(check) for check in named_checks.values()))
@@ -87,6 +95,21 @@ async def _run(check: Check) -> ComponentReadiness:
     except Exception as error:
         return ComponentReadiness(ready=False, detail=f"{type(error).__name__}: {error}")
     return ComponentReadiness(ready=ready, detail=detail)
+
+
+def dependency_checks(settings: Settings, needs: Iterable[str]) -> dict[str, Check]:
+    """`/readyz` checks of the servers a process needs ("postgres", "kafka")."""
+
+    async def postgres() -> tuple[bool, str]:
+        health = await postgres_health(settings)
+        return health.ok, health.detail
+
+    async def kafka() -> tuple[bool, str]:
+        health = await kafka_health(settings)
+        return health.ok, health.detail
+
+    known: dict[str, Check] = {"postgres": postgres, "kafka": kafka}
+    return {name: known[name] for name in sorted(set(needs))}
 
 
 async def serve_ops(settings: Settings, stop: asyncio.Event, app: FastAPI) -> None:
