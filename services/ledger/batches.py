@@ -19,9 +19,10 @@ from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.dlq import DlqCode
 from infra.event_store import KafkaPosition, KafkaPositionConflict, StoredReply
-from infra.metrics import COMMANDS, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
+from infra.metrics import LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from services.ledger.delivery import ReplyPipeline
 from services.ledger.health import LedgerConsumerState
+from services.ledger.outcomes import answered
 from services.ledger.polling import Poller
 from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
 from services.ledger.service import LedgerService
@@ -202,7 +203,7 @@ class BatchApplier:
         LEDGER_BATCH_SECONDS.labels(phase="apply").observe(time.perf_counter() - started)
         for position in positions:
             stored[position.partition] = position.next_offset
-        self._count(replies, poisons)
+        self._count(commands, replies, poisons)
         # Sent with their positions now; a resend after a crash carries the stored copy.
         return self._stored_replies(commands, replies, poisons)
 
@@ -313,12 +314,20 @@ class BatchApplier:
         )
         return positions
 
-    def _count(self, replies: list[Reply], poisons: list[Poison]) -> None:
+    def _count(self, commands: list[Decoded], replies: list[Reply], poisons: list[Poison]) -> None:
         statuses = [reply.status for reply in replies] + ["rejected"] * len(poisons)
         for status in statuses:
             self.state.commands_by_status[status] = self.state.commands_by_status.get(status, 0) + 1
-            COMMANDS.labels(status=status, via="kafka").inc()
         self.state.dlq_records += len(poisons)
+        answered(
+            [
+                *(
+                    (d.record, d.command.type, reply)
+                    for d, reply in zip(commands, replies, strict=True)
+                ),
+                *((p.record, "invalid", p.reply) for p in poisons),
+            ]
+        )
 
 
 def _echoed(correlation_id: bytes | None) -> bytes | None:

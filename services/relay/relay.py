@@ -38,6 +38,7 @@ from domain.account import Account
 from infra.event_store import CreditsPostgresRecorder
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
+from infra.metrics import RELAY_LAG, RELAY_PUBLISHED
 from infra.outages import KAFKA_OUTAGE, POSTGRES_OUTAGE
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
@@ -133,11 +134,18 @@ class OutboxRelay:
             self.recorder.select_notifications_once, self.state.position + 1, MAX_BATCH_EVENTS
         )
         if not batch:
+            RELAY_LAG.set(0)
             self._idle_seconds = min(self._idle_seconds * 2, MAX_IDLE_POLL_SECONDS)
             return self._idle_seconds
         self._idle_seconds = MIN_IDLE_POLL_SECONDS
         await self.publish(batch)
         await self.save_position(batch[-1].id)
+        # A batch short of full reached the head; only a full one needs the head read.
+        behind = 0
+        if len(batch) == MAX_BATCH_EVENTS:
+            head = await asyncio.to_thread(self.recorder.max_notification_id)
+            behind = max((head or 0) - batch[-1].id, 0)
+        RELAY_LAG.set(behind)
         return 0.0
 
     async def _hold_lock(self) -> bool:
@@ -217,6 +225,7 @@ class OutboxRelay:
                 raise failures.exceptions[0] from None
         self._producer_failed = False
         self.state.published += len(batch)
+        RELAY_PUBLISHED.inc(len(batch))
 
     async def _publish_partition(
         self, producer: AIOKafkaProducer, partition: int, records: list[tuple[bytes, bytes]]
