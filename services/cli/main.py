@@ -50,7 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    component = (
+        ("all" if args.component == "all" else args.component) if args.command == "run" else "cli"
+    )
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets=settings.secret_values(),
+        component=component,
+    )
     result: int = args.handler(args, settings)
     return result
 

@@ -130,6 +130,8 @@ async def _on_own_thread(
             finished.set_exception(error)
 
     async def serve() -> None:
+        # A new thread starts with an empty context: its lines name the component too.
+        structlog.contextvars.bind_contextvars(component=name)
         own_stop = asyncio.Event()
         outer.call_soon_threadsafe(started.set_result, (asyncio.get_running_loop(), own_stop))
         await component(settings, own_stop)
@@ -391,6 +393,8 @@ async def _run_until_stopped(
 
 async def _supervised(name: str, settings: Settings, stop: asyncio.Event) -> None:
     """The component until `stop`; started again when it ends on an outage error."""
+    # Bound in this task's own context: every line the component logs names it.
+    structlog.contextvars.bind_contextvars(component=name)
     component = COMPONENTS[name]
     with contextlib.suppress(Stopped):
         await retry(

@@ -303,8 +303,8 @@ async def test_metrics_count_commands_by_status_and_show_projection_lag(client, 
 
     text = (await _ops_get(api, "/metrics")).text
 
-    assert 'credits_commands_total{type="open_account",status="accepted",door="http"}' in text
-    assert 'credits_commands_total{type="consume",status="rejected",door="http"}' in text
+    assert 'credits_commands_total{door="http",status="accepted",type="open_account"}' in text
+    assert 'credits_commands_total{door="http",status="rejected",type="consume"}' in text
     assert 'credits_projection_lag_events{projection="balances"}' in text
     assert "# TYPE credits_dlq_messages_total counter" in text
     assert (await client.get("/metrics")).status_code == 404, "not on the public port"
