@@ -7,11 +7,13 @@ blanked out of each rendered line, wherever a library or a message may have put 
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
-from typing import cast
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import structlog
 
@@ -52,12 +54,15 @@ def configure_logging(
     # hundreds of lines a minute. The components log the outage itself once, as a change of
     # their readiness.
     handler.addFilter(RepeatedLines(LIBRARY_LOGGERS, REPEAT_WINDOW_SECONDS))
+    redact = Redact(secrets)
+    global _JSON_SINK
+    _JSON_SINK = (handler, redact) if log_format == "json" else None
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 renderer,
-                cast(structlog.typing.Processor, Redact(secrets)),
+                cast(structlog.typing.Processor, redact),
             ],
             foreign_pre_chain=shared,
         )
@@ -67,6 +72,48 @@ def configure_logging(
     root.setLevel(level.upper())
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+class BatchedLines:
+    """Lines of one logger written a batch at a time: the ledger's line per command.
+
+    The ordinary path (structlog's processors, then the standard library's record, handler and
+    formatter) costs tens of microseconds a line, a large share of what the ledger spends on a
+    command. These lines are the same JSON objects (event, level, timestamp, the context's
+    component, the fields), rendered here with one timestamp per batch, blanked of secrets and
+    written in one call. With console logs they take the ordinary path.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.logger = logging.getLogger(name)
+
+    def info(self, event: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows or not self.logger.isEnabledFor(logging.INFO):
+            return
+        sink = _JSON_SINK
+        if sink is None:
+            ordinary = structlog.get_logger(self.name)
+            for row in rows:
+                ordinary.info(event, **row)
+            return
+        handler, redact = sink
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        head = {**structlog.contextvars.get_contextvars(), "level": "info", "timestamp": stamp}
+        text = "".join(
+            json.dumps({"event": event, **row, **head}, default=repr) + "\n" for row in rows
+        )
+        text = redact(None, "", text)
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        finally:
+            handler.release()
+
+
+# Where BatchedLines write when logs are JSON: the handler `configure_logging` installed.
+_JSON_SINK: tuple[logging.StreamHandler[Any], Redact] | None = None
 
 
 class Redact:
