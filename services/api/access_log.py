@@ -1,4 +1,7 @@
-"""The API's access log and HTTP metrics: one line and one observation per request.
+"""The API's access log, HTTP metrics and server span: one of each per request.
+
+The span continues the request's W3C `traceparent` header, if any (infra/tracing.py), and is
+the current span while the route runs: a command sent to the ledger carries its trace.
 
 The line names the route template (`/v1/accounts/{account_id}`), never the path as sent nor
 its query string (a portal token may travel in either) and no header (Authorization holds the
@@ -11,9 +14,11 @@ import time
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from infra.metrics import HTTP_REQUESTS, HTTP_SECONDS
+from infra.tracing import TRACER, context_from_traceparent, trace_id_of
 
 log = structlog.get_logger("credits.api.access")
 
@@ -38,21 +43,39 @@ class AccessLog:
                 status = message["status"]
             await send(message)
 
-        try:
-            await self.app(scope, receive, send_status)
-        finally:
-            seconds = time.perf_counter() - started
-            method = scope["method"]
-            route = _route(scope)
-            HTTP_REQUESTS.labels(method, route, str(status)).inc()
-            HTTP_SECONDS.labels(method, route).observe(seconds)
-            log.info(
-                "request",
-                method=method,
-                route=route,
-                status=status,
-                latency_ms=round(seconds * 1000, 1),
-            )
+        method = scope["method"]
+        parent = context_from_traceparent(_header(scope, b"traceparent"))
+        with TRACER.start_as_current_span(
+            method, context=parent, kind=SpanKind.SERVER, record_exception=False
+        ) as span:
+            try:
+                await self.app(scope, receive, send_status)
+            finally:
+                seconds = time.perf_counter() - started
+                route = _route(scope)
+                HTTP_REQUESTS.labels(method, route, str(status)).inc()
+                HTTP_SECONDS.labels(method, route).observe(seconds)
+                if span.is_recording():
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.request.method", method)
+                    span.set_attribute("http.route", route)
+                    span.set_attribute("http.response.status_code", status)
+                log.info(
+                    "request",
+                    method=method,
+                    route=route,
+                    status=status,
+                    latency_ms=round(seconds * 1000, 1),
+                    trace_id=trace_id_of(span),
+                )
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            found: bytes = value
+            return found
+    return None
 
 
 def _route(scope: Scope) -> str:

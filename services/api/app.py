@@ -73,6 +73,10 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own telemetry is off: its span records the query string (a portal token may
+        # be in one) and its logs the requests' errors. The access log middleware makes the
+        # request's span, named by route template only (services/api/access_log.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.resources = resources
     app.state.payments = payments

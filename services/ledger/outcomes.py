@@ -26,11 +26,12 @@ DOOR = "kafka"
 _CHILDREN: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
 
 
-def answered(outcomes: Iterable[tuple[CommandRecord, str, Reply | None]]) -> None:
-    """(record, command type, reply) of each command decided; no reply: refused unanswered."""
+def answered(outcomes: Iterable[tuple[CommandRecord, str, Reply | None, str | None]]) -> None:
+    """(record, command type, reply, trace id) of each command decided; no reply: refused
+    unanswered; no trace id: the command came with no trace."""
     now_ms = time.time() * 1000
     rows: list[dict[str, Any]] = []
-    for record, kind, reply in outcomes:
+    for record, kind, reply, trace_id in outcomes:
         status = reply.status if reply is not None else "rejected"
         children = _CHILDREN.get((kind, status))
         if children is None:
@@ -53,7 +54,7 @@ def answered(outcomes: Iterable[tuple[CommandRecord, str, Reply | None]]) -> Non
                 "status": status,
                 "error_code": error.code.value if error is not None else None,
                 "correlation_id": _text(record.header("correlation_id")),
-                "trace_id": None,
+                "trace_id": trace_id,
                 "latency_ms": round(latency_ms, 1) if latency_ms is not None else None,
                 "partition": record.partition,
                 "offset": record.offset,

@@ -87,7 +87,7 @@ async def test_commands_and_requests_are_logged_with_their_fields_and_no_secret(
                     "command_id": f"{account}-2",
                     "credit_type": "credits",
                     "amount": 10**9,
-                },  # fmt: skip
+                },
                 headers={**bearer(admin_key), "X-Correlation-Id": "corr-logs"},
             )
             issued = await client.post(
