@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from contracts.asyncapi.cloud_events import cloud_event_adapter
 from infra.event_store import event_store_env
 from infra.kafka_clients import consumer
 from infra.ledger_application import LedgerApplication
@@ -129,6 +130,8 @@ async def test_an_http_command_is_one_trace_from_the_api_through_the_ledger_to_t
     ledger_traceparent = f"00-{TRACE_ID}-{ledger_span.context.span_id:016x}-01"
     assert events[0]["traceparent"] == ledger_traceparent
     assert all(e.get("traceparent") == ledger_traceparent for e in events)
+    # The contract (docs/asyncapi.json) takes the attribute.
+    cloud_event_adapter().validate_json(json.dumps(events[0]))
 
 
 async def test_a_command_without_a_trace_gets_no_span_and_no_traceparent(
