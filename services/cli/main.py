@@ -60,14 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         secrets=settings.secret_values(),
         component=component,
     )
-<<<<<<< HEAD
-    result: int = args.handler(args, settings)
-=======
     if args.command == "run":
         configure_tracing(component)
-    handler = args.handler
-    result: int = handler(args, settings)
->>>>>>> 0daad00 (Tracing with OpenTelemetry: an HTTP command's or a Kafka command's W3C traceparent goes through the ledger (a span per traced command) to its reply's headers and, stored with the command's receipt (a nullable column, added to existing tables), to the CloudEvents the relay publishes (traceparent attribute, a relay span per event); webhooks put the request's trace on stripe.events and the payment consumer on the commands it sends. The SDK and OTLP exporter load only when OTEL_TRACES_EXPORTER or OTEL_EXPORTER_OTLP_ENDPOINT ask; FastAPI's own telemetry is off (it records query strings). The ledger's command log line carries the trace id. Tests: one trace from an HTTP command through the ledger to the relay (in-memory exporter); a Stripe event's trace on the commands payments sends)
+    result: int = args.handler(args, settings)
     return result
 
 
