@@ -50,8 +50,7 @@ class _Envelope(_Strict):
     # CloudEvents distributed-tracing extension: the trace of the command that produced the
     # event, when the command came with one (a W3C traceparent: the ledger's span).
     traceparent: (
-        Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")]
-        | None
+        Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")] | None
     ) = None
 
 
