@@ -9,16 +9,15 @@ orchestrator restarting a process because Kafka is away would only add a restart
 
 `/readyz` answers 200 only if every check passes (e.g. the database answers) and every
 component registered in `infra.readiness.READINESS` reports ready, so a load balancer stops
-sending traffic to a half-started process. `/metrics` serves the process's one registry;
-`on_scrape` hooks refresh gauges read from elsewhere (e.g. projection lag from the database).
+sending traffic to a half-started process. `/metrics` serves the process's one registry
+(values read from elsewhere at scrape time are collectors on it: infra/pool_metrics.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
-import structlog
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,11 +29,8 @@ from infra.metrics import REGISTRY
 from infra.readiness import READINESS
 from infra.settings import Settings
 
-log = structlog.get_logger("credits.ops")
-
 # A check answers (ready, detail); one that raises or hangs counts as not ready.
 Check = Callable[[], Awaitable[tuple[bool, str]]]
-ScrapeHook = Callable[[], Awaitable[None]]
 CHECK_TIMEOUT_SECONDS = 5.0
 
 
@@ -53,10 +49,15 @@ class Readiness(BaseModel):
     components: dict[str, ComponentReadiness]
 
 
-def ops_app(
-    *, checks: Mapping[str, Check] | None = None, on_scrape: Sequence[ScrapeHook] = ()
-) -> FastAPI:
-    app = FastAPI(title="credits ops", docs_url=None, redoc_url=None, openapi_url=None)
+def ops_app(*, checks: Mapping[str, Check] | None = None) -> FastAPI:
+    app = FastAPI(
+        title="credits ops",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        # Probes and scrapes are not worth a span each.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
+    )
     named_checks = dict(checks or {})
 
     @app.get("/healthz")
@@ -79,11 +80,6 @@ def ops_app(
 
     @app.get("/metrics")
     async def metrics() -> Response:
-        for hook in on_scrape:
-            try:
-                await asyncio.wait_for(hook(), timeout=CHECK_TIMEOUT_SECONDS)
-            except Exception as error:  # the other metrics are still worth serving
-                log.warning("a metrics hook failed", error=f"{type(error).__name__}: {error}")
         return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return app
