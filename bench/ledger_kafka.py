@@ -29,6 +29,7 @@ from infra.kafka_topics import partition_counts
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings, Topic
 from services.ledger.service import LedgerService, SystemClock
+from tests.kit.stripe_fake import free_port
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 ACCOUNTS = 10_000
@@ -167,6 +168,7 @@ def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
         "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
         "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
         "CREDITS_LOG_LEVEL": "WARNING",
+        "CREDITS_OPS_PORT": str(free_port()),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", "ledger"], env=env, cwd=PROJECT_DIR

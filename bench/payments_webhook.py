@@ -77,7 +77,10 @@ def _start(settings: Settings, http_port: int) -> list[subprocess.Popen[bytes]]:
     }
     return [
         subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "run", component], env=env, cwd=PROJECT_DIR
+            [sys.executable, "-m", "services.cli", "run", component],
+            # Each process serves an ops port of its own.
+            env={**env, "CREDITS_OPS_PORT": str(free_port())},
+            cwd=PROJECT_DIR,
         )
         for component in COMPONENTS
     ]

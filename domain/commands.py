@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -280,6 +280,11 @@ Command = Annotated[
     Field(discriminator="type"),
 ]
 _COMMAND: TypeAdapter[Command] = TypeAdapter(Command)
+# Every command type, as commands name it in `type`.
+COMMAND_TYPES: frozenset[str] = frozenset(
+    get_args(variant.model_fields["type"].annotation)[0]
+    for variant in get_args(get_args(Command)[0])
+)
 
 
 def parse_command(raw: bytes | str | dict[str, Any]) -> Command:

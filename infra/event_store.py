@@ -29,7 +29,7 @@ from eventsourcing.persistence import (
 )
 from psycopg import Cursor
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier
+from psycopg.sql import SQL, Identifier, Literal
 
 from infra.receipts import Receipt, ReceiptConflict
 from infra.schema_lock import SCHEMA_LOCK_KEY
@@ -72,6 +72,9 @@ class StoredReply:
     key: bytes | None
     value: bytes
     correlation_id: bytes | None
+    # The ledger's span for the command (W3C traceparent), sent in the reply's headers. Not
+    # kept: a reply sent again after a crash goes without it.
+    traceparent: bytes | None = None
 
 
 class StaleRead(IntegrityError):
@@ -122,12 +125,32 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
                 "payload_sha256 text NOT NULL, "
                 "reply_json text NOT NULL, "
                 "recorded_at timestamptz NOT NULL DEFAULT now(), "
+                "traceparent text, "
                 "CONSTRAINT {pkey} PRIMARY KEY (account_id, command_id))"
             ).format(table=table, pkey=Identifier(self.receipts_primary_key))
         )
+        # Receipts stored before the ledger traced commands get the column (null: no trace).
+        # Checked first: ALTER TABLE would lock the table even when the column exists.
+        self.sql_create_statements.append(
+            SQL(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM information_schema.columns "
+                "WHERE table_schema = {schema} AND table_name = {name} "
+                "AND column_name = 'traceparent') THEN "
+                "ALTER TABLE {table} ADD COLUMN traceparent text; END IF; END $$"
+            ).format(
+                schema=Literal(self.datastore.schema or "public"),
+                name=Literal(self.receipts_table_name),
+                table=table,
+            )
+        )
         self.insert_receipt_statement = SQL(
-            "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json) "
-            "VALUES (%s, %s, %s, %s)"
+            "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json, traceparent) "
+            "VALUES (%s, %s, %s, %s, %s)"
+        ).format(table=table)
+        self.select_traceparents_statement = SQL(
+            "SELECT r.account_id, r.command_id, r.traceparent FROM {table} r "
+            "JOIN unnest(%s::text[], %s::text[]) AS k(account_id, command_id) "
+            "USING (account_id, command_id) WHERE r.traceparent IS NOT NULL"
         ).format(table=table)
         self.select_taken_versions_statement = SQL(
             "SELECT e.originator_id, e.originator_version FROM {events} e "
@@ -347,9 +370,19 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
             )
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
         if receipts:
+            traces: dict[tuple[str, str], str] = kwargs.get("command_traces") or {}
             curs.executemany(
                 self.insert_receipt_statement,
-                [(r.account_id, r.command_id, r.payload_sha256, r.reply_json) for r in receipts],
+                [
+                    (
+                        r.account_id,
+                        r.command_id,
+                        r.payload_sha256,
+                        r.reply_json,
+                        traces.get((r.account_id, r.command_id)),
+                    )
+                    for r in receipts
+                ],
             )
         super()._insert_events(curs, stored_events, **kwargs)
 
@@ -389,6 +422,16 @@ class CreditsPostgresRecorder(es_postgres.PostgresProcessRecorder):
         them one attempt at a time (8 of them, its whole retry budget, in the test we ran).
         """
         self.datastore.pool.check()
+
+    def select_traceparents(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """The traceparent stored with each of these commands' receipts, where there is one."""
+        if not keys:
+            return {}
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                self.select_traceparents_statement, ([k[0] for k in keys], [k[1] for k in keys])
+            )
+            return {(r["account_id"], r["command_id"]): r["traceparent"] for r in curs.fetchall()}
 
     def select_receipts(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Receipt]:
         if not keys:

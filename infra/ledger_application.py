@@ -22,6 +22,7 @@ from eventsourcing.utils import Environment, EnvType
 from domain.account import Account, AllocationState
 from domain.lots import Hold, Lot
 from infra.event_store import CreditsPostgresRecorder
+from infra.pool_metrics import POOLS
 
 DEFAULT_SNAPSHOT_INTERVAL = 200
 
@@ -52,6 +53,12 @@ class LedgerApplication(Application[str]):
             # Per instance, from the environment (the library reads it as a class variable).
             setattr(self, "snapshotting_intervals", {Account: interval})  # noqa: B010
         return environment
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        super().__init__(env)
+        datastore = getattr(self.recorder, "datastore", None)
+        if datastore is not None:  # PostgreSQL (the in-memory store has no pool)
+            POOLS.track("event_store", datastore.pool)
 
     def accounts(self, account_ids: Collection[str]) -> dict[str, Account]:
         """Several accounts at once, for a batch to change; unknown ids absent.

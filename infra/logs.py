@@ -1,10 +1,19 @@
-"""Structured logs: one JSON object per line (or a readable console line), via structlog."""
+"""Structured logs: one JSON object per line (or a readable console line), via structlog.
+
+Every line names its component (`component`: bound per component by the runner, `cli` for
+the other commands) and carries no credential: whatever the settings hold as a secret is
+blanked out of each rendered line, wherever a library or a message may have put it.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import structlog
 
@@ -12,14 +21,21 @@ import structlog
 REPEAT_WINDOW_SECONDS = 60.0
 # Loggers of client libraries whose repeated lines are thinned out.
 LIBRARY_LOGGERS = ("aiokafka", "psycopg", "asyncpg")
+# Secrets shorter than this are not blanked out: they would blank common words (a local
+# database password like "credits" would blank every logger name). Real ones are longer.
+MIN_REDACTED_CHARS = 8
+REDACTED = "[redacted]"
 
 
-def configure_logging(level: str, log_format: str) -> None:
+def configure_logging(
+    level: str, log_format: str, *, secrets: Sequence[str] = (), component: str = "cli"
+) -> None:
     renderer: structlog.typing.Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
+    structlog.contextvars.bind_contextvars(component=component)
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -38,9 +54,16 @@ def configure_logging(level: str, log_format: str) -> None:
     # hundreds of lines a minute. The components log the outage itself once, as a change of
     # their readiness.
     handler.addFilter(RepeatedLines(LIBRARY_LOGGERS, REPEAT_WINDOW_SECONDS))
+    redact = Redact(secrets)
+    global _JSON_SINK
+    _JSON_SINK = (handler, redact) if log_format == "json" else None
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                renderer,
+                cast(structlog.typing.Processor, redact),
+            ],
             foreign_pre_chain=shared,
         )
     )
@@ -49,6 +72,67 @@ def configure_logging(level: str, log_format: str) -> None:
     root.setLevel(level.upper())
     # aiokafka logs every reconnect attempt at ERROR while a broker is down; health says it once.
     logging.getLogger("aiokafka").setLevel(max(logging.WARNING, root.level))
+
+
+class BatchedLines:
+    """Lines of one logger written a batch at a time: the ledger's line per command.
+
+    The ordinary path (structlog's processors, then the standard library's record, handler and
+    formatter) costs tens of microseconds a line, a large share of what the ledger spends on a
+    command. These lines are the same JSON objects (event, level, timestamp, the context's
+    component, the fields), rendered here with one timestamp per batch, blanked of secrets and
+    written in one call. With console logs they take the ordinary path.
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.logger = logging.getLogger(name)
+
+    def info(self, event: str, rows: Sequence[Mapping[str, Any]]) -> None:
+        if not rows or not self.logger.isEnabledFor(logging.INFO):
+            return
+        sink = _JSON_SINK
+        if sink is None:
+            ordinary = structlog.get_logger(self.name)
+            for row in rows:
+                ordinary.info(event, **row)
+            return
+        handler, redact = sink
+        stamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        head = {**structlog.contextvars.get_contextvars(), "level": "info", "timestamp": stamp}
+        text = "".join(
+            json.dumps({"event": event, **row, **head}, default=repr) + "\n" for row in rows
+        )
+        text = redact(None, "", text)
+        handler.acquire()
+        try:
+            handler.stream.write(text)
+            handler.flush()
+        finally:
+            handler.release()
+
+
+# Where BatchedLines write when logs are JSON: the handler `configure_logging` installed.
+_JSON_SINK: tuple[logging.StreamHandler[Any], Redact] | None = None
+
+
+class Redact:
+    """Blanks the given secrets out of a rendered line: the last step of every line.
+
+    A substring check per secret on the finished line (well under a microsecond each), so it
+    catches a secret wherever it went: a message, a field, an exception's text.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.secrets = sorted(
+            {s for s in secrets if len(s) >= MIN_REDACTED_CHARS}, key=len, reverse=True
+        )
+
+    def __call__(self, _: object, __: str, line: str) -> str:
+        for secret in self.secrets:
+            if secret in line:
+                line = line.replace(secret, REDACTED)
+        return line
 
 
 class RepeatedLines(logging.Filter):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncpg
 
 from infra.pg_numeric import register_numeric_as_int
+from infra.pool_metrics import POOLS
 from infra.settings import Settings
 
 
@@ -24,4 +25,5 @@ async def create_pool(settings: Settings, *, max_size: int | None = None) -> asy
         init=register_numeric_as_int,
     )
     assert pool is not None
+    POOLS.track("asyncpg", pool)
     return pool

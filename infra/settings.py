@@ -101,6 +101,21 @@ class Settings(KafkaSettings):
     def all_topics(self) -> list[str]:
         return [self.topic(t) for t in Topic]
 
+    def secret_values(self) -> list[str]:
+        """Every credential in these settings, for the log to blank out wherever one shows."""
+        return [
+            value
+            for value in (
+                self.pg_password,
+                self.kafka_sasl_password.get_secret_value(),
+                self.kafka_ssl_key_password.get_secret_value(),
+                self.stripe_api_key,
+                *self.stripe_webhook_secret_list(),
+                *self.portal_token_secret_list(),
+            )
+            if value
+        ]
+
     def stripe_webhook_secret_list(self) -> list[str]:
         return [s.strip() for s in self.stripe_webhook_secrets.split(",") if s.strip()]
 

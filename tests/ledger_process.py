@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT_DIR, Settings
+from tests.faults.component_process import free_port
 
 
 class LedgerProcess:
@@ -30,6 +31,7 @@ class LedgerProcess:
         self.instance_id = instance_id
         self.catalog_path = catalog_path or settings.catalog_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.ops_port = free_port()
 
     def start(self) -> None:
         env = {
@@ -39,6 +41,8 @@ class LedgerProcess:
             "CREDITS_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "CREDITS_TOPIC_PREFIX": self.settings.topic_prefix,
             "CREDITS_LEDGER_INSTANCE_ID": self.instance_id,
+            # Each process serves its own ops port: several ledgers run side by side.
+            "CREDITS_OPS_PORT": str(self.ops_port),
             "CREDITS_CATALOG_PATH": str(self.catalog_path),
             "CREDITS_LOG_FORMAT": "json",
             "CREDITS_LOG_LEVEL": "INFO",

@@ -47,6 +47,11 @@ class _Envelope(_Strict):
     time: datetime
     sequence: Annotated[int, Field(ge=1)]
     datacontenttype: Literal["application/json"]
+    # CloudEvents distributed-tracing extension: the trace of the command that produced the
+    # event, when the command came with one (a W3C traceparent: the ledger's span).
+    traceparent: (
+        Annotated[str, Field(pattern=r"^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$")] | None
+    ) = None
 
 
 def event_classes() -> list[type[Account.Event]]:

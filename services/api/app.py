@@ -1,6 +1,6 @@
 """The HTTP API (FastAPI): account reads, commands through Kafka, portal tokens, checkout and
 the Stripe webhook, `/healthz`; `/openapi.json` and `/docs`. `/metrics` and `/readyz` are on the
-ops port (`ops_app_for`, infra/ops_server.py).
+ops port of its process (infra/ops_server.py).
 
 `create_app` opens nothing: the pool and the Kafka clients start on first use, so the app can
 be built to write its OpenAPI document (`credits openapi`) with no server running.
@@ -17,16 +17,13 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import TypeAdapter
 
 from domain.commands import Command
-from infra.metrics import PROJECTION_LAG, PROJECTION_POSITION
-from infra.ops_server import ops_app
 from infra.settings import Settings
-from projections.store import TRACKING
+from services.api.access_log import AccessLog
 from services.api.auth import PORTAL, Caller, authorize, require_account
 from services.api.docs import install_docs
 from services.api.errors import install_error_handlers
 from services.api.gateway import CommandGateway
 from services.api.guard import RequestGuard
-from services.api.log_head import events_head
 from services.api.resources import Resources
 from services.api.routers import accounts, changes, commands, health, ops, page, portal_tokens
 from services.payments.checkout import CheckoutRequest
@@ -76,6 +73,10 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own telemetry is off: its span records the query string (a portal token may
+        # be in one) and its logs the requests' errors. The access log middleware makes the
+        # request's span, named by route template only (services/api/access_log.py).
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.resources = resources
     app.state.payments = payments
@@ -92,6 +93,8 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
     app.include_router(health.router)
     install_error_handlers(app)
     app.add_middleware(RequestGuard)
+    # Outermost: the guard's refusals are logged and counted too.
+    app.add_middleware(AccessLog)
     install_docs(app)
     app.openapi = lambda: _document(app)  # type: ignore[method-assign]
     return app
@@ -122,34 +125,3 @@ def _document(app: FastAPI) -> dict[str, Any]:
         document["components"]["schemas"] = dict(sorted(schemas.items()))
         app.openapi_schema = document
     return app.openapi_schema
-
-
-def ops_app_for(app: FastAPI) -> FastAPI:
-    """The ops port's app for this API process: `/readyz` checks the database through the
-    API's pool and Kafka through its command gateway; `/metrics` reads projection lag."""
-    resources: Resources = app.state.resources
-
-    async def database() -> tuple[bool, str]:
-        pool = await resources.pool()
-        async with pool.acquire() as conn:
-            await conn.fetchval("SELECT 1")
-        return True, "answers"
-
-    async def kafka() -> tuple[bool, str]:
-        await resources.gateway.start()
-        return True, f"replies on {resources.gateway.reply_topic}"
-
-    async def projection_lag() -> None:
-        # The projector may run in another process: read its lag from the database.
-        pool = await resources.pool()
-        async with pool.acquire() as conn:
-            head = await events_head(conn)
-            rows = await conn.fetch(
-                f"SELECT projection, position FROM {TRACKING} "
-                "WHERE projection NOT LIKE '%\\_\\_shadow'"
-            )
-        for row in rows:
-            PROJECTION_POSITION.labels(row["projection"]).set(row["position"])
-            PROJECTION_LAG.labels(row["projection"]).set(max(head - row["position"], 0))
-
-    return ops_app(checks={"database": database, "kafka": kafka}, on_scrape=[projection_lag])

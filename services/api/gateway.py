@@ -18,9 +18,11 @@ from typing import Any
 import structlog
 from aiokafka.errors import KafkaError
 from credits_client import ClientClosed, CommandNotSent, CommandTimeout, CreditsClient
+from opentelemetry import trace
 
 from domain.replies import Reply
 from infra.settings import Settings, Topic
+from infra.tracing import trace_headers
 from services.api.errors import KAFKA_UNAVAILABLE, Unavailable
 
 log = structlog.get_logger("credits.api.gateway")
@@ -56,7 +58,9 @@ class CommandGateway:
         client = await self._started()
         timeout_seconds = self.settings.api_command_timeout_seconds
         try:
-            return await client.send(command, timeout_seconds=timeout_seconds)
+            # The request's trace goes on with the command (infra/tracing.py).
+            headers = trace_headers(trace.get_current_span())
+            return await client.send(command, timeout_seconds=timeout_seconds, headers=headers)
         except CommandNotSent:
             raise Unavailable(KAFKA_UNAVAILABLE, "Kafka did not take the command; retry") from None
         except CommandTimeout:

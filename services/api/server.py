@@ -1,5 +1,5 @@
-"""The `api` component: the public API on CREDITS_HTTP_PORT, `/metrics` and `/readyz` on
-CREDITS_OPS_PORT, until the runner's stop."""
+"""The `api` component: the public API on CREDITS_HTTP_PORT until the runner's stop (its
+process serves `/readyz` and `/metrics` on CREDITS_OPS_PORT: services/cli/supervisor.py)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,8 @@ import structlog
 from fastapi import FastAPI
 
 from infra.http_serving import serve_until_stopped
-from infra.ops_server import serve_ops
 from infra.settings import Settings
-from services.api.app import create_app, ops_app_for
+from services.api.app import create_app
 
 log = structlog.get_logger("credits.api")
 
@@ -24,9 +23,7 @@ async def run_api(settings: Settings, stop: asyncio.Event) -> None:
             "process, valid only here and until it restarts"
         )
     public = serve_until_stopped(app, host=settings.http_host, port=settings.http_port, stop=stop)
-    await asyncio.gather(
-        public, serve_ops(settings, stop, ops_app_for(app)), _end_streams(app, stop)
-    )
+    await asyncio.gather(public, _end_streams(app, stop))
 
 
 async def _end_streams(app: FastAPI, stop: asyncio.Event) -> None:

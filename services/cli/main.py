@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from infra.logs import configure_logging
 from infra.settings import Settings
+from infra.tracing import configure_tracing
 from services.cli import (
     components,
     contracts,
@@ -50,7 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
-    configure_logging(settings.log_level, settings.log_format)
+    component = (
+        ("all" if args.component == "all" else args.component) if args.command == "run" else "cli"
+    )
+    configure_logging(
+        settings.log_level,
+        settings.log_format,
+        secrets=settings.secret_values(),
+        component=component,
+    )
+    if args.command == "run":
+        configure_tracing(component)
     result: int = args.handler(args, settings)
     return result
 

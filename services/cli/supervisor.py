@@ -32,6 +32,7 @@ from eventsourcing.persistence import PersistenceError
 
 from domain.catalog import load_catalog
 from infra.ledger_application import LedgerApplication
+from infra.ops_server import dependency_checks, ops_app, serve_ops
 from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
 from infra.process_stores import borrow_event_store, give_back_event_store
 from infra.readiness import READINESS
@@ -129,6 +130,8 @@ async def _on_own_thread(
             finished.set_exception(error)
 
     async def serve() -> None:
+        # A new thread starts with an empty context: its lines name the component too.
+        structlog.contextvars.bind_contextvars(component=name)
         own_stop = asyncio.Event()
         outer.call_soon_threadsafe(started.set_result, (asyncio.get_running_loop(), own_stop))
         await component(settings, own_stop)
@@ -220,6 +223,16 @@ COMPONENTS: dict[str, Component] = {
     "payments": run_payments,
 }
 
+# The servers each component needs: its process's `/readyz` checks them.
+NEEDS: dict[str, frozenset[str]] = {
+    "api": frozenset({"postgres", "kafka"}),
+    "ledger": frozenset({"postgres", "kafka"}),
+    "relay": frozenset({"postgres", "kafka"}),
+    "scheduler": frozenset({"postgres", "kafka"}),
+    "projector": frozenset({"postgres"}),
+    "payments": frozenset({"postgres", "kafka"}),
+}
+
 
 def run_process(names: list[str], settings: Settings) -> int:
     """`credits run`: the components until a signal, then a bounded stop of the process."""
@@ -231,12 +244,17 @@ def run_process(names: list[str], settings: Settings) -> int:
 
 
 async def run_components(
-    names: list[str], settings: Settings, *, on_stop: Callable[[], None] | None = None
+    names: list[str],
+    settings: Settings,
+    *,
+    on_stop: Callable[[], None] | None = None,
+    ops: bool = True,
 ) -> None:
     """Runs the named components until SIGINT or SIGTERM (or one fails), then stops them.
 
     `on_stop` is called once when stopping begins, from the signal handler itself: it runs
-    even while a component keeps the event loop busy.
+    even while a component keeps the event loop busy. With `ops`, the process serves its ops
+    port (infra/ops_server.py) meanwhile: one per process, whichever components it runs.
     """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -246,7 +264,7 @@ async def run_components(
     # soon as Python code runs there, even if the loop is blocked, so the hard stop is armed.
     previous = {sig: signal.signal(sig, stopping.on_signal) for sig in signals}
     try:
-        await _run_until_stopped(names, settings, stopping)
+        await _run_until_stopped(names, settings, stopping, ops=ops)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -318,10 +336,22 @@ def _exit_now(reason: str, status: int) -> None:
     os._exit(status)
 
 
-async def _run_until_stopped(names: list[str], settings: Settings, stopping: _Stopping) -> None:
+async def _run_until_stopped(
+    names: list[str], settings: Settings, stopping: _Stopping, *, ops: bool
+) -> None:
     stop = stopping.stop
     log.info("starting", components=names)
     tasks: set[asyncio.Task[None]] = set()
+    # Besides the components: the ops port, which ends only on a stop or an error.
+    watched: set[asyncio.Task[None]] = set()
+    if ops:
+        # A process that cannot serve its probes fails like a component that cannot start.
+        needs = set().union(*(NEEDS.get(name, frozenset()) for name in names))
+        app = ops_app(checks=dependency_checks(settings, needs))
+        serving = asyncio.create_task(serve_ops(settings, stop, app), name="ops port")
+        _RUNNING.add("ops port")
+        serving.add_done_callback(lambda done: _RUNNING.discard(done.get_name()))
+        watched.add(serving)
     for name in names:
         task = asyncio.create_task(_supervised(name, settings, stop), name=name)
         _RUNNING.add(name)
@@ -331,9 +361,10 @@ async def _run_until_stopped(names: list[str], settings: Settings, stopping: _St
     # is worse than none), or every component returning.
     ended = asyncio.ensure_future(asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION))
     stopped = asyncio.ensure_future(stop.wait())
-    await asyncio.wait({ended, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.wait({ended, stopped, *watched}, return_when=asyncio.FIRST_COMPLETED)
     ended.cancel()
     stopped.cancel()
+    tasks |= watched
     stopping.begin()
     stop.set()
     pending = {task for task in tasks if not task.done()}
@@ -362,6 +393,8 @@ async def _run_until_stopped(names: list[str], settings: Settings, stopping: _St
 
 async def _supervised(name: str, settings: Settings, stop: asyncio.Event) -> None:
     """The component until `stop`; started again when it ends on an outage error."""
+    # Bound in this task's own context: every line the component logs names it.
+    structlog.contextvars.bind_contextvars(component=name)
     component = COMPONENTS[name]
     with contextlib.suppress(Stopped):
         await retry(

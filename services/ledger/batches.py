@@ -19,9 +19,11 @@ from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.dlq import DlqCode
 from infra.event_store import KafkaPosition, KafkaPositionConflict, StoredReply
-from infra.metrics import COMMANDS, LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
+from infra.metrics import LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
+from services.ledger.command_spans import CommandSpans
 from services.ledger.delivery import ReplyPipeline
 from services.ledger.health import LedgerConsumerState
+from services.ledger.outcomes import answered
 from services.ledger.polling import Poller
 from services.ledger.records import CommandRecord, Decoded, Poison, decode, reply_topic
 from services.ledger.service import LedgerService
@@ -157,8 +159,10 @@ class BatchApplier:
         poisons = [d for d in decoded if isinstance(d, Poison)]
         positions = self._next_positions([d.record for d in decoded], stored)
 
+        spans = CommandSpans(commands)
+
         def keep_replies(replies: list[Reply]) -> dict[str, Any]:
-            return {"kafka_replies": self._stored_replies(commands, replies, poisons)}
+            return {"kafka_replies": self._stored_replies(commands, replies, poisons, spans)}
 
         def handle() -> list[Reply]:
             try:
@@ -166,6 +170,8 @@ class BatchApplier:
                     [d.command for d in commands],
                     save_with_replies=keep_replies,
                     kafka_positions=positions,
+                    # Saved with the receipts: the relay puts them in the events' CloudEvents.
+                    command_traces=spans.traceparents,
                     single_attempt=True,  # retried here, the loop answering in between
                 )
             except KafkaPositionConflict as conflict:
@@ -198,13 +204,18 @@ class BatchApplier:
         try:
             replies: list[Reply] = await self.retry_database(attempt, "applying commands")
         except RecordFault as fault:
+            spans.end(commands, None, fault)
             return await self._isolate(decoded, commands, fault, stored)
+        except BaseException as error:
+            spans.end(commands, None, error)
+            raise
         LEDGER_BATCH_SECONDS.labels(phase="apply").observe(time.perf_counter() - started)
         for position in positions:
             stored[position.partition] = position.next_offset
-        self._count(replies, poisons)
+        self._count(commands, replies, poisons, spans)
+        spans.end(commands, replies)
         # Sent with their positions now; a resend after a crash carries the stored copy.
-        return self._stored_replies(commands, replies, poisons)
+        return self._stored_replies(commands, replies, poisons, spans)
 
     async def _isolate(
         self,
@@ -255,7 +266,11 @@ class BatchApplier:
         ]
 
     def _stored_replies(
-        self, commands: list[Decoded], replies: list[Reply], poisons: list[Poison]
+        self,
+        commands: list[Decoded],
+        replies: list[Reply],
+        poisons: list[Poison],
+        spans: CommandSpans,
     ) -> list[StoredReply]:
         pairs: list[tuple[CommandRecord, Reply]] = [
             (d.record, reply) for d, reply in zip(commands, replies, strict=True)
@@ -273,6 +288,7 @@ class BatchApplier:
                 key=reply.account_id.encode() if reply.account_id else None,
                 value=reply.model_dump_json().encode(),
                 correlation_id=_echoed(record.header("correlation_id")),
+                traceparent=spans.traceparent(record.partition, record.offset),
             )
             for record, reply in sorted(pairs, key=lambda pair: pair[0].offset)
         ]
@@ -313,12 +329,31 @@ class BatchApplier:
         )
         return positions
 
-    def _count(self, replies: list[Reply], poisons: list[Poison]) -> None:
+    def _count(
+        self,
+        commands: list[Decoded],
+        replies: list[Reply],
+        poisons: list[Poison],
+        spans: CommandSpans,
+    ) -> None:
         statuses = [reply.status for reply in replies] + ["rejected"] * len(poisons)
         for status in statuses:
             self.state.commands_by_status[status] = self.state.commands_by_status.get(status, 0) + 1
-            COMMANDS.labels(status=status, via="kafka").inc()
         self.state.dlq_records += len(poisons)
+        answered(
+            [
+                *(
+                    (
+                        d.record,
+                        d.command.type,
+                        reply,
+                        spans.trace_id(d.record.partition, d.record.offset),
+                    )
+                    for d, reply in zip(commands, replies, strict=True)
+                ),
+                *((p.record, "invalid", p.reply, None) for p in poisons),
+            ]
+        )
 
 
 def _echoed(correlation_id: bytes | None) -> bytes | None:

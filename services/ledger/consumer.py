@@ -141,7 +141,13 @@ class LedgerConsumer:
             heartbeat_interval_ms=HEARTBEAT_INTERVAL_MS,
             max_poll_interval_ms=300_000,
         )
-        self._poller = Poller(self._kafka, self.commands_topic, max_batch_records, self.state)
+        self._poller = Poller(
+            self._kafka,
+            self.commands_topic,
+            max_batch_records,
+            self.state,
+            group=self.consumer_group,
+        )
         self._offsets = Offsets(self._kafka, self.commands_topic, recorder, self.consumer_group)
         self._pipeline = ReplyPipeline(
             self._producer,

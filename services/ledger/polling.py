@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CorruptRecordException, KafkaError
 from aiokafka.structs import TopicPartition
 
+from infra.kafka_lag import ConsumerLag
 from services.ledger.health import LedgerConsumerState
 from services.ledger.records import CommandRecord
 from services.ledger.unreadable import read_batches
@@ -39,6 +40,8 @@ class Poller:
         topic: str,
         max_batch_records: int,
         state: LedgerConsumerState,
+        *,
+        group: str,
     ) -> None:
         self.kafka = kafka
         self.topic = topic
@@ -47,6 +50,7 @@ class Poller:
         # partition -> the offset after the last record polled: where the consumer stands.
         self.polled_to: dict[int, int] = {}
         self.answered_at = 0.0
+        self.lag = ConsumerLag(group)
 
     async def poll(self) -> list[CommandRecord]:
         """The next batch: at most `max_batch_records`, possibly none. KafkaError: retry."""
@@ -59,14 +63,17 @@ class Poller:
         records = self._taken(polled)
         if records and len(records) < self.max_batch_records:
             records += await self._top_up(records)
+        self.lag.report(self.kafka)
         return records
 
     def assigned(self) -> set[int]:
         return {tp.partition for tp in self.kafka.assignment() if tp.topic == self.topic}
 
     def seek(self, partition: int, offset: int) -> None:
-        self.kafka.seek(TopicPartition(self.topic, partition), offset)
+        tp = TopicPartition(self.topic, partition)
+        self.kafka.seek(tp, offset)
         self.polled_to[partition] = offset
+        self.lag.advance(tp, offset)
 
     def rewind(self, records: list[CommandRecord]) -> None:
         """The next poll returns these records again (those of partitions still assigned)."""
@@ -83,6 +90,7 @@ class Poller:
     def forget(self, partitions: set[int]) -> None:
         for partition in partitions:
             self.polled_to.pop(partition, None)
+        self.lag.forget(TopicPartition(self.topic, partition) for partition in partitions)
 
     async def _top_up(self, records: list[CommandRecord]) -> list[CommandRecord]:
         """What reached the broker while the last batch was applied, waited for briefly.
@@ -114,6 +122,9 @@ class Poller:
         records = [CommandRecord.of(r) for batch in polled.values() for r in batch]
         for record in records:
             self.polled_to[record.partition] = record.offset + 1
+        for tp, batch in polled.items():
+            if batch:
+                self.lag.advance(tp, batch[-1].offset + 1)
         if records:
             self.answered_at = time.monotonic()
         return records

@@ -45,6 +45,9 @@ class CommandRecord:
     headers: tuple[tuple[str, bytes | None], ...]
     # Why the record could not be read at all (services/ledger/unreadable.py); None: it was.
     unreadable: str | None = None
+    # The record's timestamp (milliseconds since the epoch; the producer's, by default):
+    # where the command → reply latency starts.
+    timestamp_ms: int | None = None
 
     @classmethod
     def of(cls, record: ConsumerRecord[bytes, bytes]) -> CommandRecord:
@@ -55,6 +58,7 @@ class CommandRecord:
             key=record.key,
             value=record.value,
             headers=tuple(record.headers),
+            timestamp_ms=record.timestamp,
         )
 
     def header(self, name: str) -> bytes | None:

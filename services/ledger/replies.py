@@ -30,6 +30,7 @@ from aiokafka.protocol.metadata import MetadataRequest
 
 from infra.event_store import StoredReply
 from infra.metrics import REPLY_TO_FALLBACKS
+from infra.tracing import TRACEPARENT
 
 # What the broker answers for good: sending the same reply there again cannot succeed.
 REFUSALS: tuple[type[Exception], ...] = (
@@ -129,6 +130,8 @@ class Outgoing:
         headers: list[tuple[str, bytes]] = []
         if self.reply.correlation_id is not None:
             headers.append(("correlation_id", self.reply.correlation_id))
+        if self.reply.traceparent is not None:
+            headers.append((TRACEPARENT, self.reply.traceparent))
         if self.route.error is not None:
             headers.append((FALLBACK_HEADER, self.route.error.encode("utf-8", "backslashreplace")))
         return headers

@@ -26,6 +26,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
+from infra.kafka_lag import ConsumerLag
 from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
 from infra.outages import ASYNCPG_OUTAGE
@@ -193,6 +194,7 @@ async def _consume(
     servers = settings.kafka_bootstrap_servers()
     probe_timeout = min(2.0, settings.kafka_request_timeout_seconds)
     last_probe = time.monotonic()
+    lag = ConsumerLag(_group(settings))
     while not stop.is_set():
         batch = await retry(
             lambda: consumer.getmany(timeout_ms=POLL_TIMEOUT_MS, max_records=MAX_BATCH),
@@ -215,10 +217,12 @@ async def _consume(
                 done = record.offset + 1
             if done is not None:
                 await _commit(consumer, partition, done)
+                lag.advance(partition, done)
             if stop.is_set():
                 return
         if batch:
             readiness.kafka(True)
+        lag.report(consumer)
 
 
 async def _until_stopped(work: Awaitable[None], stop: asyncio.Event) -> None:

@@ -29,12 +29,14 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from opentelemetry import trace
 from pydantic import BaseModel, ConfigDict
 
 from domain.catalog import Catalog, load_catalog
 from domain.errors import ErrorCode
 from infra.kafka_clients import acknowledged_producer
 from infra.settings import Settings, Topic
+from infra.tracing import trace_headers
 from services.api.body import read_body
 from services.api.errors import RETRY_AFTER_SECONDS, HttpError
 from services.api.models import ApiError
@@ -234,7 +236,11 @@ class PaymentRoutes:
             producer = await asyncio.wait_for(self._started_producer(), timeout=timeout_seconds)
             await asyncio.wait_for(
                 producer.send_and_wait(
-                    self.settings.topic(Topic.STRIPE_EVENTS), value=body, key=event["id"].encode()
+                    self.settings.topic(Topic.STRIPE_EVENTS),
+                    value=body,
+                    key=event["id"].encode(),
+                    # The request's trace, for the payment consumer to go on with.
+                    headers=list(trace_headers(trace.get_current_span())) or None,
                 ),
                 timeout=timeout_seconds,
             )

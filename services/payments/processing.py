@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 import structlog
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from domain.commands import parse_command
 from domain.errors import LedgerError
@@ -30,6 +32,7 @@ from infra.metrics import DLQ_MESSAGES
 from infra.outages import ASYNCPG_OUTAGE
 from infra.retry import UNTIL_BACK, Backoff, RetriesExhausted, Stopped, retry
 from infra.settings import Settings, Topic
+from infra.tracing import TRACER, context_from_headers, trace_headers
 from services.payments import metrics
 from services.payments.errors import BadInput
 from services.payments.handler import PaymentHandler
@@ -79,7 +82,20 @@ class RecordProcessor:
         self.max_stripe_bytes = settings.webhook_max_body_bytes
 
     async def process(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        """Raises `Stopped` only (the record then stays unacknowledged: it comes again)."""
+        """Raises `Stopped` only (the record then stays unacknowledged: it comes again).
+
+        A record with a trace (a webhook's `traceparent` header) is processed in a span of it,
+        and the commands it leads to carry that trace to the ledger (infra/tracing.py)."""
+        parent = context_from_headers(record.headers or ())
+        if parent is None:
+            await self._process(record)
+            return
+        with TRACER.start_as_current_span(
+            f"payments {record.topic}", context=parent, kind=SpanKind.CONSUMER
+        ):
+            await self._process(record)
+
+    async def _process(self, record: ConsumerRecord[bytes, bytes]) -> None:
         label = "invalid"
         try:
             message = self._decode(record)
@@ -180,6 +196,7 @@ class RecordProcessor:
         """Every message acknowledged by the brokers (acks=all), in order, or retried until it
         is: a message sent twice is harmless (command ids, CloudEvent ids)."""
         reply_to = self.replies_topic.encode()
+        traced = trace_headers(trace.get_current_span())
 
         async def attempt() -> None:
             pending = []
@@ -193,6 +210,7 @@ class RecordProcessor:
                         headers=[
                             ("reply_to", reply_to),
                             ("correlation_id", command["command_id"].encode()),
+                            *traced,
                         ],
                     )
                 )

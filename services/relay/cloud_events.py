@@ -13,9 +13,11 @@ SOURCE = "credits"
 CONTENT_TYPE = b"application/cloudevents+json; charset=utf-8"
 
 
-def cloud_event(event: Account.Event) -> dict[str, Any]:
+def cloud_event(event: Account.Event, traceparent: str | None = None) -> dict[str, Any]:
+    """The event as a CloudEvent; with the trace of the command that produced it, if any, as
+    the distributed-tracing extension's `traceparent` attribute."""
     account_id = str(event.originator_id)
-    return {
+    attributes = {
         "specversion": "1.0",
         # Unique and stable across redeliveries: consumers dedupe by it.
         "id": f"{account_id}:{event.originator_version}",
@@ -28,6 +30,9 @@ def cloud_event(event: Account.Event) -> dict[str, Any]:
         "datacontenttype": "application/json",
         "data": event_data(event),
     }
+    if traceparent is not None:
+        attributes["traceparent"] = traceparent
+    return attributes
 
 
 def encode(event: dict[str, Any]) -> bytes:

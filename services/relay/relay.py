@@ -33,15 +33,19 @@ import psycopg
 import structlog
 from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from domain.account import Account
+from domain.integration import cloud_event_type
 from infra.event_store import CreditsPostgresRecorder
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
+from infra.metrics import RELAY_LAG, RELAY_PUBLISHED
 from infra.outages import KAFKA_OUTAGE, POSTGRES_OUTAGE
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings, Topic
+from infra.tracing import TRACER, context_from_traceparent
 from services.relay.cloud_events import CONTENT_TYPE, cloud_event, encode
 
 log = structlog.get_logger("credits.relay")
@@ -133,11 +137,18 @@ class OutboxRelay:
             self.recorder.select_notifications_once, self.state.position + 1, MAX_BATCH_EVENTS
         )
         if not batch:
+            RELAY_LAG.set(0)
             self._idle_seconds = min(self._idle_seconds * 2, MAX_IDLE_POLL_SECONDS)
             return self._idle_seconds
         self._idle_seconds = MIN_IDLE_POLL_SECONDS
         await self.publish(batch)
         await self.save_position(batch[-1].id)
+        # A batch short of full reached the head; only a full one needs the head read.
+        behind = 0
+        if len(batch) == MAX_BATCH_EVENTS:
+            head = await asyncio.to_thread(self.recorder.max_notification_id)
+            behind = max((head or 0) - batch[-1].id, 0)
+        RELAY_LAG.set(behind)
         return 0.0
 
     async def _hold_lock(self) -> bool:
@@ -197,13 +208,59 @@ class OutboxRelay:
     async def publish(self, batch: Sequence[Notification]) -> None:
         producer = await self._started_producer()
         partitions = sorted(await producer.partitions_for(self.topic))
+        events = [self.app.mapper.to_domain_event(n) for n in batch]
+        traceparents = await self._traceparents(events)
+        spans: list[Span] = []
         by_partition: dict[int, list[tuple[bytes, bytes]]] = {}
-        for notification in batch:
-            event = self.app.mapper.to_domain_event(notification)
+        for event in events:
             assert isinstance(event, Account.Event), type(event)
             key = str(event.originator_id).encode()
             partition = MURMUR2_PARTITIONER(key, partitions, partitions)
-            by_partition.setdefault(partition, []).append((key, encode(cloud_event(event))))
+            traceparent = traceparents.get((str(event.originator_id), event.command_id or ""))
+            if traceparent is not None:
+                spans.append(self._span(event, traceparent))
+            value = encode(cloud_event(event, traceparent))
+            by_partition.setdefault(partition, []).append((key, value))
+        try:
+            await self._publish(producer, by_partition)
+        except BaseException as error:
+            for span in spans:
+                span.set_status(Status(StatusCode.ERROR, str(error)[:200]))
+                span.end()
+            raise
+        for span in spans:
+            span.end()
+        self.state.published += len(batch)
+        RELAY_PUBLISHED.inc(len(batch))
+
+    async def _traceparents(self, events: list[Any]) -> dict[tuple[str, str], str]:
+        """The traces of the commands that produced these events (stored with their receipts)."""
+        keys = list(
+            dict.fromkeys(
+                (str(e.originator_id), e.command_id) for e in events if e.command_id is not None
+            )
+        )
+        found: dict[tuple[str, str], str] = await asyncio.to_thread(
+            self.recorder.select_traceparents, keys
+        )
+        return found
+
+    def _span(self, event: Account.Event, traceparent: str) -> Span:
+        return TRACER.start_span(
+            f"relay {cloud_event_type(event)}",
+            context=context_from_traceparent(traceparent),
+            kind=SpanKind.PRODUCER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": self.topic,
+                "cloudevents.event_id": f"{event.originator_id}:{event.originator_version}",
+                "cloudevents.event_type": cloud_event_type(event),
+            },
+        )
+
+    async def _publish(
+        self, producer: AIOKafkaProducer, by_partition: dict[int, list[tuple[bytes, bytes]]]
+    ) -> None:
         self._producer_failed = True  # until every partition's records are acknowledged
         # A broker that is away does not fail the sends (the producer retries them): the
         # timeout is what tells the relay, and its readiness, that Kafka is not taking them.
@@ -216,7 +273,6 @@ class OutboxRelay:
                 # One cause for the retry to log and classify, not a group of them.
                 raise failures.exceptions[0] from None
         self._producer_failed = False
-        self.state.published += len(batch)
 
     async def _publish_partition(
         self, producer: AIOKafkaProducer, partition: int, records: list[tuple[bytes, bytes]]

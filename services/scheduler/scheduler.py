@@ -28,6 +28,7 @@ from domain.clock import Clock
 from infra.event_store import CreditsPostgresRecorder
 from infra.kafka_clients import acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
+from infra.metrics import SCHEDULER_DUE, SCHEDULER_SENT
 from infra.outages import KAFKA_OUTAGE, POSTGRES_OUTAGE
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
@@ -127,6 +128,7 @@ class Scheduler:
             now - timedelta(seconds=REFIRE_AFTER_SECONDS),
             MAX_FIRE_ACCOUNTS,
         )
+        SCHEDULER_DUE.set(len(due))
         if not due:
             return 0
         producer = await self._started_producer()
@@ -151,6 +153,7 @@ class Scheduler:
             await asyncio.gather(*futures)
         self._producer_failed = False
         await asyncio.to_thread(self.recorder.mark_fired, due, now)
+        SCHEDULER_SENT.inc(len(due))
         self.state.fired += len(due)
         return len(due)
 

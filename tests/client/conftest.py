@@ -7,7 +7,7 @@ or import fixtures from): a `LedgerConsumer` on the real Kafka and PostgreSQL.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +81,12 @@ class InMemoryLedgerWire:
         self.replies: list[bytes] = []
 
     async def request(
-        self, *, key: bytes, value: bytes, timeout_seconds: float
+        self,
+        *,
+        key: bytes,
+        value: bytes,
+        timeout_seconds: float,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[str, ReplyRecord | None]:
         self.sent.append((key, value))
         reply = self.service.handle(value).model_dump_json().encode()

@@ -114,7 +114,7 @@ def test_last_known_balances_are_bounded_least_recently_used_out() -> None:
 async def test_a_reply_for_another_command_is_refused(offline) -> None:
     client, _ = offline
 
-    async def misrouted(*, key: bytes, value: bytes, timeout_seconds: float):
+    async def misrouted(*, key: bytes, value: bytes, timeout_seconds: float, headers=()):
         other = Reply(command_id="someone-else", account_id="m-1", status="accepted")
         return "cid", ReplyRecord(correlation_id="cid", value=other.model_dump_json().encode())
 

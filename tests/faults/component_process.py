@@ -54,14 +54,14 @@ class LogLine:
 
 
 class ComponentProcess:
-    def __init__(self, name: str, settings: Settings, log_dir: Path) -> None:
+    def __init__(self, name: str, settings: Settings, log_dir: Path, **extra_env: str) -> None:
         self.name = name
         self.log_path = log_dir / f"{name}.log"
         self._log_file = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", "run", name],
             cwd=PROJECT_DIR,
-            env=component_env(settings),
+            env=component_env(settings, **extra_env),
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from infra.settings import PROJECT_DIR, Settings
 from services.cli import supervisor as runner
+from tests.faults.component_process import free_port
 
 
 async def stops_cleanly(_: Settings, stop: asyncio.Event) -> None:
@@ -80,7 +81,7 @@ def components(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("components")
 async def test_a_failing_component_stops_the_others_and_its_error_comes_out() -> None:
     with pytest.raises(RuntimeError, match="boom"):
-        await runner.run_components(["clean", "cancelled", "failing"], Settings())
+        await runner.run_components(["clean", "cancelled", "failing"], Settings(), ops=False)
 
 
 @pytest.mark.usefixtures("components")
@@ -88,7 +89,7 @@ async def test_sigterm_stops_every_component_and_a_cancelled_stop_is_not_a_failu
     before = signal.getsignal(signal.SIGTERM)
     asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGTERM)
 
-    await asyncio.wait_for(runner.run_components(["clean", "cancelled"], Settings()), 10)
+    await asyncio.wait_for(runner.run_components(["clean", "cancelled"], Settings(), ops=False), 10)
 
     # The run's handlers are gone with it (the ones before are back): a later SIGTERM is not
     # swallowed by a stale one.
@@ -102,7 +103,9 @@ async def test_a_component_on_its_own_thread_may_block_its_loop_and_still_stops(
     runner_loop_ran.clear()
     asyncio.get_running_loop().call_later(0.5, os.kill, os.getpid(), signal.SIGTERM)
 
-    await asyncio.wait_for(runner.run_components(["threaded", "answers"], Settings()), 10)
+    await asyncio.wait_for(
+        runner.run_components(["threaded", "answers"], Settings(), ops=False), 10
+    )
 
     assert seen["thread"] != threading.get_ident()
     assert seen["answered while blocked"] is True
@@ -112,7 +115,9 @@ async def test_a_component_on_its_own_thread_may_block_its_loop_and_still_stops(
 @pytest.mark.usefixtures("components")
 async def test_a_failure_on_a_components_own_thread_comes_out() -> None:
     with pytest.raises(RuntimeError, match="boom"):
-        await asyncio.wait_for(runner.run_components(["clean", "threaded_failing"], Settings()), 10)
+        await asyncio.wait_for(
+            runner.run_components(["clean", "threaded_failing"], Settings(), ops=False), 10
+        )
 
 
 starts: dict[str, int] = {}
@@ -141,7 +146,7 @@ def quick_grace(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_component_that_ignores_its_stop_is_cancelled_after_the_grace() -> None:
     asyncio.get_running_loop().call_later(0.1, os.kill, os.getpid(), signal.SIGTERM)
 
-    await asyncio.wait_for(runner.run_components(["clean", "ignores"], Settings()), 10)
+    await asyncio.wait_for(runner.run_components(["clean", "ignores"], Settings(), ops=False), 10)
 
 
 @pytest.mark.usefixtures("components", "quick_grace")
@@ -158,7 +163,7 @@ async def test_a_component_ending_on_an_outage_error_is_started_again_and_the_re
         os.kill(os.getpid(), signal.SIGTERM)
 
     asyncio.get_running_loop().create_task(sigterm_once_restarted())
-    await asyncio.wait_for(runner.run_components(["clean", "outage"], Settings()), 30)
+    await asyncio.wait_for(runner.run_components(["clean", "outage"], Settings(), ops=False), 30)
 
     assert starts["outage"] == 3
     assert seen_running == [True], "the process ran on: only a signal stopped it"
@@ -181,14 +186,14 @@ async def blocks_a_thread(settings, stop):
 runner.COMPONENTS = {"loop": blocks_the_loop, "thread": blocks_a_thread}
 runner.SHUTDOWN_GRACE_SECONDS = 0.5
 runner.HARD_STOP_SECONDS = 1.5
-sys.exit(runner.run_process([sys.argv[1]], Settings()))
+sys.exit(runner.run_process([sys.argv[1]], Settings(ops_port=int(sys.argv[2]))))
 """
 
 
 @pytest.mark.parametrize("stuck", ["loop", "thread"])
 def test_credits_run_ends_even_when_a_component_cannot_be_stopped(stuck: str) -> None:
     process = subprocess.Popen(
-        [sys.executable, "-c", STUCK_PROCESS, stuck],
+        [sys.executable, "-c", STUCK_PROCESS, stuck, str(free_port())],
         cwd=PROJECT_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 import structlog
+from pydantic import SecretStr
 
 from infra.logs import configure_logging
+from infra.settings import Settings
 
 
 @pytest.fixture
@@ -22,6 +24,7 @@ def restored_logging() -> Iterator[None]:
         root.handlers[:], level = saved
         root.setLevel(level)
         structlog.reset_defaults()
+        structlog.contextvars.clear_contextvars()
 
 
 @pytest.mark.usefixtures("restored_logging")
@@ -60,3 +63,43 @@ def test_a_library_repeating_itself_is_written_once_per_minute(
         "not ready",
         "not ready",
     ]
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_no_line_carries_a_secret_of_the_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    settings = Settings(
+        kafka_security_protocol="SASL_PLAINTEXT",
+        kafka_sasl_mechanism="SCRAM-SHA-512",
+        kafka_sasl_username="ledger",
+        kafka_sasl_password=SecretStr("sasl-password-5f1c2e"),
+        stripe_api_key="sk_test_51Hlogsecret",
+        stripe_webhook_secrets="whsec_old_one_123,whsec_new_one_456",
+        portal_token_secrets="portal-secret-9a8b7c",
+    )
+    configure_logging("INFO", "json", secrets=settings.secret_values(), component="payments")
+    # Wherever a secret may turn up: a library's message, a field, an exception's text.
+    logging.getLogger("aiokafka.conn").error(
+        "SASL authentication failed for %s with sasl-password-5f1c2e", "ledger"
+    )
+    log = structlog.get_logger("credits.payments")
+    log.warning("stripe refused", key="sk_test_51Hlogsecret", secrets=["whsec_new_one_456"])
+    try:
+        raise ValueError("portal-secret-9a8b7c does not sign whsec_old_one_123")
+    except ValueError:
+        log.exception("failed")
+
+    err = capsys.readouterr().err
+    lines = [json.loads(line) for line in err.splitlines()]
+    assert len(lines) == 3
+    for secret in settings.secret_values():
+        assert secret not in err
+    assert all(line["component"] == "payments" for line in lines)
+    assert "[redacted]" in lines[0]["event"] and lines[1]["key"] == "[redacted]"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_short_values_are_not_blanked_out(capsys: pytest.CaptureFixture[str]) -> None:
+    # The local database password is "credits": blanking it would blank every logger name.
+    configure_logging("INFO", "json", secrets=["credits"])
+    structlog.get_logger("credits.ledger").info("credits consuming")
+    assert json.loads(capsys.readouterr().err)["event"] == "credits consuming"

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Literal
@@ -117,9 +117,16 @@ class CreditsClient:
     # ------------------------------------------------------------------ any command
 
     async def send(
-        self, command: Mapping[str, Any] | Command, *, timeout_seconds: float | None = None
+        self,
+        command: Mapping[str, Any] | Command,
+        *,
+        timeout_seconds: float | None = None,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> Reply:
         """Sends one command (DESIGN §2.2, docs/DOMAIN.md) and returns the ledger's reply.
+
+        `headers` go with the command besides the client's own (e.g. a W3C `traceparent`: the
+        ledger continues that trace in its reply's headers and the events' CloudEvents).
 
         Raises `InvalidCommand` before sending if the ledger would refuse it as invalid,
         `CommandTimeout` if no reply came in time (`CommandNotSent`, a kind of it, if not even
@@ -132,6 +139,7 @@ class CreditsClient:
                 key=account_key(parsed.account_id),
                 value=parsed.model_dump_json().encode(),
                 timeout_seconds=bound_seconds,
+                headers=headers,
             )
         except NotAcknowledged as error:
             raise CommandNotSent(parsed.command_id, error.correlation_id, bound_seconds) from None

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -157,7 +158,12 @@ class KafkaTransport:
     # ------------------------------------------------------------------ one call
 
     async def request(
-        self, *, key: bytes, value: bytes, timeout_seconds: float
+        self,
+        *,
+        key: bytes,
+        value: bytes,
+        timeout_seconds: float,
+        headers: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[str, ReplyRecord | None]:
         """Sends and waits; returns (correlation id, reply), the reply None when the command
         was acknowledged but no reply came in time; raises `NotAcknowledged` when the time ran
@@ -167,7 +173,7 @@ class KafkaTransport:
         acknowledged = asyncio.Event()
         try:
             async with asyncio.timeout(timeout_seconds), self._slots:
-                reply = await self._send_and_wait(correlation_id, key, value, acknowledged)
+                reply = await self._send_and_wait(correlation_id, key, value, acknowledged, headers)
                 return correlation_id, reply
         except TimeoutError:
             self.stats.timeouts += 1
@@ -176,7 +182,12 @@ class KafkaTransport:
             return correlation_id, None
 
     async def _send_and_wait(
-        self, correlation_id: str, key: bytes, value: bytes, acknowledged: asyncio.Event
+        self,
+        correlation_id: str,
+        key: bytes,
+        value: bytes,
+        acknowledged: asyncio.Event,
+        headers: Sequence[tuple[str, bytes]],
     ) -> ReplyRecord:
         if self._closed_reason is not None or self._producer is None:
             raise ClientClosed(f"the client is {self._closed_reason}")
@@ -192,6 +203,7 @@ class KafkaTransport:
                 headers=[
                     ("correlation_id", correlation_id.encode()),
                     ("reply_to", self.reply_topic.encode()),
+                    *headers,
                 ],
             )
             await ack

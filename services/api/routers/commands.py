@@ -10,6 +10,7 @@ read-your-writes; its HTTP status follows the outcome: 200 accepted or duplicate
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any
 
 import asyncpg
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse
 from domain.commands import MAX_COMMAND_BYTES
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
-from infra.metrics import COMMANDS
+from infra.metrics import COMMAND_SECONDS, COMMANDS, command_type
 from services.api.auth import PORTAL, Caller, authorize, require_command
 from services.api.body import read_json_object
 from services.api.errors import (
@@ -92,18 +93,21 @@ async def post_command(
     held: Held,
     caller: Annotated[Caller, Security(authorize, scopes=["write"])],
 ) -> JSONResponse:
+    started = time.perf_counter()
     command = await read_json_object(request, MAX_COMMAND_BYTES)
     require_command(caller, account_id, command.get("type"))
     named = command.setdefault("account_id", account_id)
     if named != account_id:
-        return _rejected(command, account_id, "account_id: differs from the path")
+        return _rejected(command, account_id, "account_id: differs from the path", started)
     if _has_nul(command):
         # PostgreSQL text cannot carry NUL: refused here rather than by the store.
-        return _rejected(command, account_id, "text fields must not contain NUL characters")
+        return _rejected(
+            command, account_id, "text fields must not contain NUL characters", started
+        )
     try:
         reply = await held.gateway.send(command)
     except InvalidCommand as error:
-        return _rejected(command, account_id, str(error))
+        return _rejected(command, account_id, str(error), started)
     except CommandTimedOut as timed_out:
         body = error_body(
             COMMAND_TIMEOUT,
@@ -113,7 +117,7 @@ async def post_command(
             command_id=timed_out.command_id,
         )
         return JSONResponse(body, status_code=504)
-    return _answer(reply)
+    return _answer(reply, command.get("type"), started)
 
 
 @router.get(
@@ -161,18 +165,22 @@ async def get_command_outcome(
     )
 
 
-def _rejected(command: dict[str, Any], account_id: str, problem: str) -> JSONResponse:
+def _rejected(
+    command: dict[str, Any], account_id: str, problem: str, started: float
+) -> JSONResponse:
     command_id = command.get("command_id")
     reply = Reply.rejected(
         command_id=command_id[:128] if isinstance(command_id, str) else "",
         account_id=account_id,
         error=LedgerError(ErrorCode.invalid_command, problem),
     )
-    return _answer(reply)
+    return _answer(reply, command.get("type"), started)
 
 
-def _answer(reply: Reply) -> JSONResponse:
-    COMMANDS.labels(reply.status, "http").inc()
+def _answer(reply: Reply, kind: object, started: float) -> JSONResponse:
+    labels = (command_type(kind), reply.status, "http")
+    COMMANDS.labels(*labels).inc()
+    COMMAND_SECONDS.labels(*labels).observe(time.perf_counter() - started)
     status = 200 if reply.error is None else REJECTION_STATUS.get(reply.error.code, 409)
     return JSONResponse(reply.model_dump(mode="json"), status_code=status)
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from services.api.health import kafka_health, postgres_health
+from infra.dependencies import kafka_health, postgres_health
 from services.api.resources import Resources, app_resources
 
 router = APIRouter(tags=["health"])

@@ -1,4 +1,5 @@
-"""Health of the parts the service needs: PostgreSQL and Kafka, reported separately."""
+"""Whether the servers a component needs answer: PostgreSQL and Kafka, each probed apart
+(the API's `/healthz`, every component's `/readyz` on the ops port)."""
 
 from __future__ import annotations
 
