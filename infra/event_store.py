@@ -32,7 +32,7 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
 from infra.receipts import Receipt, ReceiptConflict
-from infra.schema_lock import SCHEMA_LOCK_KEY
+from infra.schema_lock import EVENT_STORE_LOCK_KEY
 from infra.settings import Settings
 
 # eventsourcing resolves this topic to the factory below (one class, named explicitly).
@@ -672,11 +672,11 @@ class CreditsPostgresFactory(es_postgres.PostgresFactory):
             yield
             return
         with self.datastore.get_connection() as conn:
-            conn.execute(SQL("SELECT pg_advisory_lock(%s)"), (SCHEMA_LOCK_KEY,))
+            conn.execute(SQL("SELECT pg_advisory_lock(%s)"), (EVENT_STORE_LOCK_KEY,))
             try:
                 yield
             finally:
-                conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (SCHEMA_LOCK_KEY,))
+                conn.execute(SQL("SELECT pg_advisory_unlock(%s)"), (EVENT_STORE_LOCK_KEY,))
 
 
 # A run count no statement reaches: psycopg never prepares by count (see the factory).

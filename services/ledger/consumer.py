@@ -199,7 +199,7 @@ class LedgerConsumer:
     async def _consume(self) -> None:
         await self._retry_kafka(self._producer.start, "connecting the producer to Kafka")
         self._kafka.subscribe([self.commands_topic], listener=_Rebalance(self))
-        await self._retry_kafka(self._kafka.start, "connecting the consumer to Kafka")
+        await self._retry_kafka(self._start_consumer, "connecting the consumer to Kafka")
         background = [
             asyncio.create_task(self._commit_until_stopped(), name="ledger-commit"),
             # Of its own: a commit or a delivery may wait on Kafka as long as it is away.
@@ -293,6 +293,16 @@ class LedgerConsumer:
                 continue
             self._kafka_answered_at = time.monotonic()
             self._health.clear("kafka")
+
+    async def _start_consumer(self) -> None:
+        # aiokafka's start() makes its fetcher and group coordinator before it waits for the
+        # group's assignment, and asserts on a second call: a start that failed after that point
+        # (Kafka gone while joining) is not called again; the coordinator keeps joining by
+        # itself, so waiting for the assignment finishes the start.
+        if getattr(self._kafka, "_fetcher", None) is None:
+            await self._kafka.start()
+        else:
+            await self._kafka._subscription.wait_for_assignment()
 
     async def _commit_pending(self) -> None:
         """On a clean stop or a rebalance: what was applied and answered need not be replayed."""
