@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from infra.kafka_topics import delete_topics
+from infra.readiness import READINESS
 from infra.settings import Settings
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
@@ -73,3 +74,13 @@ def logging_restored() -> Iterator[None]:
     handlers, level = root.handlers[:], root.level
     yield
     root.handlers[:], root.level = handlers, level
+
+
+@pytest.fixture(autouse=True)
+def readiness_restored() -> Iterator[None]:
+    """Components a test ran in this process leave their readiness registered ("stopped"), as
+    they should in a service; the next test's `/readyz` must not answer for them."""
+    before = set(READINESS.snapshot())
+    yield
+    for component in set(READINESS.snapshot()) - before:
+        READINESS.unregister(component)

@@ -165,7 +165,9 @@ def subscription_changed(
     account_id = md.account_of(subscription.get("metadata"))
     if account_id is None:
         return Outcome(note="not_ours")
+    # Any JSON value may come here: only text is looked up (a list is not hashable).
     status = subscription.get("status")
+    status = status if isinstance(status, str) else None
     if deleted or status in _ENDED:
         plan = cancel_plan
     elif status in _PAYING:

@@ -77,7 +77,8 @@ def payment_metadata(metadata: Any) -> PaymentMetadata | None:
     kind = data.get(KIND)
     if kind is None:
         return None
-    if kind not in _KINDS:
+    # Any JSON value may come here: a list or an object is not hashable, so not looked up.
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise BadInput(DlqCode.INVALID_METADATA, f"{KIND}: unknown kind {kind!r}")
     account_id = identifier(data.get(ACCOUNT_ID), ACCOUNT_ID)
     credit_type = name(data.get(CREDIT_TYPE), CREDIT_TYPE)

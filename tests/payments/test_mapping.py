@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from domain.commands import parse_command
+from infra.dlq import DlqCode
 from services.payments import mapping as m
+from services.payments import metadata as md
 from services.payments import refunds
 from services.payments.errors import BadInput
 from services.payments.metadata import PaymentMetadata
@@ -189,3 +191,14 @@ def test_a_dispute_revokes_its_share_in_the_ledger_and_a_duplicate_changes_nothi
     assert [r.status for r in ledger.apply(disputed)] == ["duplicate", "duplicate"]
     # 300 of 599 cents disputed: floor(200 * 300 / 599) = 100 credits.
     assert ledger.available("acct-1", "credits") == 500 - 100
+
+
+@pytest.mark.parametrize("value", [["pack"], {"kind": "pack"}, 3, True])
+def test_metadata_and_statuses_of_any_json_type_are_refused_or_ignored_not_a_crash(value):
+    # Found by the hostile-records test: a list as `credits_kind` made a set lookup raise.
+    with pytest.raises(BadInput) as refused:
+        md.payment_metadata({md.KIND: value})
+    assert refused.value.code == DlqCode.INVALID_METADATA
+    subscription = {"metadata": {md.ACCOUNT_ID: "acct-1"}, "status": value}
+    outcome = m.subscription_changed("evt_1", subscription, deleted=False, cancel_plan="free")
+    assert outcome.note == "status_None" and not outcome.commands
