@@ -18,7 +18,7 @@ from typing import Any
 
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.read_side import open_read_side

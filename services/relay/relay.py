@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from eventsourcing.persistence import Notification
 
 from domain.account import Account
-from infra.event_store import CreditsPostgresRecorder
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
 from infra.outages import KAFKA_OUTAGE, POSTGRES_OUTAGE

@@ -15,7 +15,7 @@ from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
 from domain.catalog import load_catalog, parse_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from services.ledger.service import LedgerService

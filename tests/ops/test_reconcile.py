@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.read_side import ReadSide, open_read_side

@@ -25,7 +25,7 @@ from eventsourcing.application import AggregateNotFoundError
 from contracts.asyncapi.cloud_events import cloud_event_adapter
 from contracts.asyncapi.document import asyncapi_document
 from domain.account import Account
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic

@@ -29,7 +29,7 @@ from psycopg import sql
 
 from domain.account import Account
 from domain.catalog import MAX_AMOUNT
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.retry import Backoff, retry
 from infra.settings import Settings
