@@ -2,9 +2,8 @@
 
 Real messages: commands as the client puts them on the wire, replies as the ledger service
 makes them, CloudEvents as the relay builds them, from a scenario that produces every event
-type. Each is checked twice: by the pydantic models the document is generated from (the
-`jsonschema` package is not installed here), and against the document's own JSON Schemas with
-tests/client/json_schema_subset.py.
+type. Each is checked twice: by the pydantic models the document is generated from, and
+against the document's own JSON Schemas with `jsonschema` (tests/kit/asyncapi_schemas.py).
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from domain.replies import Reply
 from infra.settings import Topic
 from services.relay.cloud_events import cloud_event, encode
 from tests.client.conftest import InMemoryLedgerWire
-from tests.client.json_schema_subset import problems
+from tests.kit.asyncapi_schemas import schema_errors, unknown_keywords
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 DOCUMENT = json.loads(DOCUMENT_PATH.read_text())
@@ -55,6 +54,14 @@ def test_the_generator_check_fails_on_a_stale_file_and_writing_fixes_it(tmp_path
     assert main(["--check", "--output", str(stale)]) == 1
     assert main(["--output", str(stale)]) == 0
     assert main(["--check", "--output", str(stale)]) == 0
+
+
+def test_every_schema_keyword_of_the_document_is_one_the_validator_checks() -> None:
+    """A keyword unknown to Draft 07 would be skipped by `jsonschema`, silently."""
+    assert unknown_keywords(DOCUMENT) == set()
+    assert unknown_keywords({"components": {"schemas": {"X": {"prefixItems": []}}}}) == {
+        "prefixItems"
+    }
 
 
 def test_the_document_covers_every_topic_command_event_and_header() -> None:
@@ -174,7 +181,7 @@ def test_real_commands_conform(history: Any) -> None:
     assert len(wire.sent) > 20
     for _, value in wire.sent:
         COMMAND.validate_json(value)
-        assert problems(json.loads(value), SCHEMAS["Command"], SCHEMAS) == [], value
+        assert schema_errors(json.loads(value), DOCUMENT, "Command") == [], value
 
 
 def test_real_replies_conform(history: Any) -> None:
@@ -182,7 +189,7 @@ def test_real_replies_conform(history: Any) -> None:
     statuses = set()
     for value in wire.replies:
         statuses.add(Reply.model_validate_json(value).status)
-        assert problems(json.loads(value), SCHEMAS["Reply"], SCHEMAS) == [], value
+        assert schema_errors(json.loads(value), DOCUMENT, "Reply") == [], value
     assert statuses == {"accepted", "rejected"}
 
 
@@ -190,9 +197,9 @@ def test_real_cloud_events_conform(history: Any) -> None:
     _, events = history
     for event in events:
         CLOUD_EVENT.validate_json(encode(event))
-        schema = SCHEMAS[f"{_class_of(event['type'])}CloudEvent"]
-        assert problems(event, SCHEMAS["CloudEvent"], SCHEMAS) == [], event
-        assert problems(event, schema, SCHEMAS) == [], event
+        schema = f"{_class_of(event['type'])}CloudEvent"
+        assert schema_errors(event, DOCUMENT, "CloudEvent") == [], event
+        assert schema_errors(event, DOCUMENT, schema) == [], event
 
 
 def _class_of(cloud_type: str) -> str:
@@ -241,12 +248,12 @@ def test_invalid_commands_replies_and_events_are_refused(history: Any) -> None:
     for bad in bad_commands:
         with pytest.raises(ValidationError):
             COMMAND.validate_json(json.dumps(bad))
-        assert problems(bad, SCHEMAS["Command"], SCHEMAS), bad
+        assert schema_errors(bad, DOCUMENT, "Command"), bad
     for bad in bad_events:
         with pytest.raises(ValidationError):
             CLOUD_EVENT.validate_json(json.dumps(bad))
-        assert problems(bad, SCHEMAS["CloudEvent"], SCHEMAS), bad
+        assert schema_errors(bad, DOCUMENT, "CloudEvent"), bad
     for bad in bad_replies:
         with pytest.raises(ValidationError):
             Reply.model_validate_json(json.dumps(bad))
-        assert problems(bad, SCHEMAS["Reply"], SCHEMAS), bad
+        assert schema_errors(bad, DOCUMENT, "Reply"), bad

@@ -18,6 +18,7 @@ from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.read_side import ReadSide, open_read_side
 from services.ledger.service import LedgerService
+from tests.projections.raw_side import Side, own_side
 
 
 class Clock:
@@ -83,3 +84,10 @@ async def read_side(
 ) -> AsyncIterator[ReadSide]:
     async with open_read_side(settings) as side:
         yield side
+
+
+@pytest.fixture
+async def side(base_settings: Settings, settings: Settings) -> AsyncIterator[Side]:
+    """A read side over raw stored events, on a database of the test's own."""
+    async with own_side(base_settings, settings) as own:
+        yield own
