@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import typing
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ from infra.settings import Topic
 from services.relay.cloud_events import cloud_event, encode
 from tests.client.conftest import InMemoryLedgerWire
 from tests.kit.asyncapi_schemas import schema_errors, unknown_keywords
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import Ledger
 
 DOCUMENT_PATH = Path(__file__).resolve().parents[2] / "docs" / "asyncapi.json"
 DOCUMENT = json.loads(DOCUMENT_PATH.read_text())
@@ -97,19 +99,11 @@ def test_the_data_fields_leave_out_what_the_relay_puts_in_the_envelope() -> None
     assert ENVELOPE_FIELDS == _ENVELOPE
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.current = datetime(2024, 1, 31, 10, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
 @pytest.fixture(scope="module")
 async def history() -> Any:
     """A scenario on the in-memory ledger that writes every event type once at least."""
-    clock = Clock()
-    wire = InMemoryLedgerWire(clock)
+    clock = SettableClock()
+    wire = InMemoryLedgerWire(Ledger("demo.toml", clock))
     client = CreditsClient(client_id="asyncapi", timeout_seconds=1)
     client._transport.request = wire.request  # type: ignore[method-assign]
     a = "doc-1"
@@ -129,9 +123,9 @@ async def history() -> Any:
     await client.release(a, "h2")
     await client.reserve(a, "h3", "lookup", ttl_seconds=60)
     await client.grant(
-        a, "credits", 5, source="promotional", expires_at=clock.current + timedelta(seconds=30)
+        a, "credits", 5, source="promotional", expires_at=clock.now() + timedelta(seconds=30)
     )
-    clock.current += timedelta(minutes=5)
+    clock.advance(minutes=5)
     await send("expire", "tick-1")  # hold and lot expiry
     await client.purchase(
         a, credit_type="credits", payment_reference="pi_1", amount_paid=500, currency="usd"
@@ -161,14 +155,14 @@ async def history() -> Any:
     available = client.balance(a)["credits"].available  # type: ignore[index]
     await client.consume(a, credit_type="credits", amount=available - 15)  # low balance
     await send("change_plan", "cp1", plan="pro", effective="next_period")
-    clock.current += timedelta(days=40)
+    clock.advance(days=40)
     await send("expire", "tick-2")  # the plan change
-    clock.current += timedelta(days=35)
+    clock.advance(days=35)
     await send("expire", "tick-3")  # a renewal
     await client.consume(a, credit_type="credits", amount=10**12)  # a rejection
-    events = [cloud_event(typing.cast(Account.Event, e)) for e in wire.app.events.get(a)]
+    events = [cloud_event(typing.cast(Account.Event, e)) for e in wire.ledger.events(a)]
     yield wire, events
-    wire.app.close()
+    wire.ledger.close()
 
 
 def test_the_scenario_writes_every_event_type(history: Any) -> None:
