@@ -1,8 +1,8 @@
 """The tests' one ledger driver: the real `LedgerService`, driven the way a producer drives it
 (commands in, replies out), with what it stored at hand to look at.
 
-On the in-memory store unless the environment given names another (the projections' tests run
-it on PostgreSQL with `infra.event_store.env.event_store_env`). Time is a `SettableClock`.
+On the in-memory store, unless given an application of its own (`ledger_on_postgres`: the
+projections' tests run it on PostgreSQL). Time is a `SettableClock` (tests/kit/clock.py).
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class Ledger:
     ) -> None:
         """`app`: an application of the test's own (its store prepared beforehand); otherwise
         one on the in-memory store, `env` over it."""
+        assert app is None or not env, "env configures the in-memory application only"
         self.catalog = catalog_of(catalog) if isinstance(catalog, str) else catalog
         self.clock = clock or SettableClock()
         self.app = app or LedgerApplication(env={**MEMORY, **env})
