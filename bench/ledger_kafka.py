@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 
 from bench.rows import BenchRow, percentile
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import partition_counts

@@ -26,7 +26,7 @@ import stripe
 from bench.ledger_kafka import CATALOG_PATH
 from bench.rows import BenchRow, percentile
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings
 from services.api import keys

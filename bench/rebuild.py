@@ -13,31 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.read_side import open_read_side
 from projections.rebuild import ShadowBuilder
 from projections.store import SHADOW_SUFFIX, checksum
 from services.ledger.service import LedgerService
+from tests.kit.clock import SettableClock
 
 TARGET_EVENTS = 1_000_000
 TEMPLATE_ACCOUNTS = 200
 TEMPLATE_ROUNDS = 30
 PLANS = ("free", "starter", "pro")
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.current = datetime(2024, 1, 1, 9, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
 
 
 def _round(n: int, accounts: list[str]) -> list[dict[str, Any]]:
@@ -87,7 +80,7 @@ def _round(n: int, accounts: list[str]) -> list[dict[str, Any]]:
 
 def _template(settings: Settings) -> int:
     """Drive the template accounts through the real ledger; the number of events stored."""
-    clock = _Clock()
+    clock = SettableClock(datetime(2024, 1, 1, 9, 0, tzinfo=UTC))
     app = LedgerApplication(env=event_store_env(settings))
     try:
         service = LedgerService(app, load_catalog(settings.catalog_path), clock)
@@ -104,7 +97,7 @@ def _template(settings: Settings) -> int:
             ]
         )
         for n in range(TEMPLATE_ROUNDS):
-            clock.current += timedelta(hours=9)  # day boundaries: renewals, hold expiry
+            clock.advance(hours=9)  # day boundaries: renewals, hold expiry
             service.handle_many(_round(n, accounts))
         return int(app.recorder.max_notification_id() or 0)
     finally:

@@ -21,7 +21,7 @@ from eventsourcing.utils import Environment, EnvType
 
 from domain.account import Account, AllocationState
 from domain.lots import Hold, Lot
-from infra.event_store import CreditsPostgresRecorder
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.pool_metrics import POOLS
 
 DEFAULT_SNAPSHOT_INTERVAL = 200

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.pg_pool import create_pool
 from infra.settings import Settings

@@ -1,7 +1,7 @@
 """Command receipts: the record that makes every `command_id` apply at most once.
 
 A receipt is written in the same database transaction as the events the command produced, so
-either both exist or neither does. The event-store recorders (PostgreSQL in `infra/event_store.py`,
+either both exist or neither does. The event-store recorders (PostgreSQL in `infra/event_store/`,
 in-memory in `infra/memory_store.py`) take receipts through the `receipts=` keyword of
 `insert_events`, which `eventsourcing.Application.save(..., receipts=[...])` passes through.
 

@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 from domain.catalog import Catalog, load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_topics import create_topics
 from infra.ledger_application import LedgerApplication
 from infra.readiness import READINESS

@@ -9,7 +9,7 @@ import sys
 from tqdm import tqdm
 
 from domain.account import Account
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections import reconcile

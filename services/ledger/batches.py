@@ -18,7 +18,7 @@ from eventsourcing.persistence import DataError, PersistenceError
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.dlq import DlqCode
-from infra.event_store import KafkaPosition, KafkaPositionConflict, StoredReply
+from infra.event_store.kafka_tables import KafkaPosition, KafkaPositionConflict, StoredReply
 from infra.metrics import LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from services.ledger.command_spans import CommandSpans
 from services.ledger.delivery import ReplyPipeline

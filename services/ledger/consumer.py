@@ -5,8 +5,8 @@ code: services/ledger/polling.py), and every record of a polled batch ends as ex
 applied with a reply, refused with a reply, or dead-lettered with a reason. Every batch is
 applied in ONE database transaction (services/ledger/batches.py) together with
 - the events and receipts of its commands (LedgerService.handle_many),
-- the partition positions it moves, behind a compare-and-set (infra/event_store.KafkaPosition),
-- the replies it produced (infra/event_store.StoredReply).
+- the partition positions it moves, behind a compare-and-set (infra/event_store/kafka_tables.py),
+- the replies it produced (infra/event_store/kafka_tables.py).
 Only then are replies sent (services/ledger/delivery.py), and offsets are committed to Kafka
 once those replies are delivered (services/ledger/offsets.py). So:
 - a crash after the database commit and before the Kafka commit redelivers records below the
@@ -41,7 +41,7 @@ from eventsourcing.persistence import (
     ProgrammingError,
 )
 
-from infra.event_store import CreditsPostgresRecorder
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.retry import Stopped, retry

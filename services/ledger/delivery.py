@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from infra.dlq import dead_letter
-from infra.event_store import StoredReply
+from infra.event_store.kafka_tables import StoredReply
 from infra.metrics import DLQ_MESSAGES
 from services.ledger.records import Poison
 from services.ledger.replies import REFUSALS, Outgoing, ReplyTopics

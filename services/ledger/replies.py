@@ -28,7 +28,7 @@ from aiokafka.errors import (
 )
 from aiokafka.protocol.metadata import MetadataRequest
 
-from infra.event_store import StoredReply
+from infra.event_store.kafka_tables import StoredReply
 from infra.metrics import REPLY_TO_FALLBACKS
 from infra.tracing import TRACEPARENT
 

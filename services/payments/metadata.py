@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from infra.dlq import DlqCode
 from services.payments.errors import BadInput
@@ -85,7 +85,7 @@ def payment_metadata(metadata: Any) -> PaymentMetadata | None:
     credits = positive(data.get(CREDITS), CREDITS)
     pack = name(data.get(PACK), PACK) if kind == "pack" else None
     top_up_id = identifier(data.get(TOP_UP_ID), TOP_UP_ID) if kind == "top_up" else None
-    return PaymentMetadata(account_id, kind, credit_type, credits, pack, top_up_id)
+    return PaymentMetadata(account_id, cast(Kind, kind), credit_type, credits, pack, top_up_id)
 
 
 def identifier(value: Any, key: str) -> str:

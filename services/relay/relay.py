@@ -37,7 +37,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from domain.account import Account
 from domain.integration import cloud_event_type
-from infra.event_store import CreditsPostgresRecorder
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
 from infra.metrics import RELAY_LAG, RELAY_PUBLISHED

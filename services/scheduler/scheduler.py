@@ -25,7 +25,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from domain.clock import Clock
-from infra.event_store import CreditsPostgresRecorder
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.kafka_clients import acknowledged_producer, stop_producer
 from infra.ledger_application import LedgerApplication
 from infra.metrics import SCHEDULER_DUE, SCHEDULER_SENT

@@ -25,8 +25,8 @@ from services.api.app import close_app, create_app
 from services.api.models import AccountView, ApiError, TransactionsPage, UsagePage
 from tests.api.conftest import api_settings_for, bearer, create_key, start_api
 from tests.databases import fresh_database
+from tests.kit.ledger import ledger_on_postgres
 from tests.ledger_harness import RunningLedger, own_topics
-from tests.projections.conftest import PgLedger
 
 pytestmark = pytest.mark.integration
 
@@ -205,9 +205,9 @@ async def test_a_position_not_reached_in_time_is_504_and_one_beyond_the_log_422(
         update={"pg_database": f"{api_settings.pg_database}_behind", "read_wait_seconds": 0.2}
     )
     with fresh_database(base_settings, behind.pg_database):
-        writer = PgLedger(behind, load_catalog(behind.catalog_path))
+        writer = ledger_on_postgres(behind, load_catalog(behind.catalog_path))
         position = writer.ok("open_account", "behind-acct", plan="free").position
-        writer.app.close()
+        writer.close()
         assert position is not None
         app = create_app(behind)
         transport = httpx.ASGITransport(app=app)

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from contracts.asyncapi.cloud_events import cloud_event_adapter
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_clients import consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from credits_client import CreditsClient
 from credits_client.transport import ReplyRecord
 
-from domain.catalog import load_catalog
 from infra.kafka_topics import delete_topics
-from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
-from services.ledger.service import LedgerService, SystemClock
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import Ledger
 from tests.ledger_harness import RunningLedger, own_topics
 
-DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
 # Every client call in these tests ends within this; the ledger answers in milliseconds.
 CALL_TIMEOUT_SECONDS = 10.0
 
@@ -71,12 +69,10 @@ def account(prefix: str) -> str:
 
 class InMemoryLedgerWire:
     """Stands in for Kafka and the ledger consumer in unit tests: what the client would put
-    on the wire is recorded, and answered by the real service on the in-memory store."""
+    on the wire is recorded, and answered by the in-memory ledger (tests/kit/ledger.py)."""
 
-    def __init__(self, clock: Any = None) -> None:
-        self.clock = clock or SystemClock()
-        self.app = LedgerApplication(env={"PERSISTENCE_MODULE": "infra.memory_store"})
-        self.service = LedgerService(self.app, DEMO, self.clock)
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
         self.sent: list[tuple[bytes, bytes]] = []
         self.replies: list[bytes] = []
 
@@ -89,7 +85,7 @@ class InMemoryLedgerWire:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> tuple[str, ReplyRecord | None]:
         self.sent.append((key, value))
-        reply = self.service.handle(value).model_dump_json().encode()
+        reply = self.ledger.service.handle(value).model_dump_json().encode()
         self.replies.append(reply)
         correlation_id = uuid.uuid4().hex
         return correlation_id, ReplyRecord(correlation_id=correlation_id, value=reply)
@@ -99,7 +95,7 @@ class InMemoryLedgerWire:
 async def offline() -> AsyncIterator[tuple[CreditsClient, InMemoryLedgerWire]]:
     """A client (never started) whose calls go to an in-memory ledger instead of Kafka."""
     client = CreditsClient(Settings(), client_id="offline", timeout_seconds=1)
-    wire = InMemoryLedgerWire()
+    wire = InMemoryLedgerWire(Ledger("demo.toml", SettableClock(datetime.now(UTC))))
     client._transport.request = wire.request  # type: ignore[method-assign]
     yield client, wire
-    wire.app.close()
+    wire.ledger.close()

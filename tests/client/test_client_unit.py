@@ -14,6 +14,7 @@ from domain.commands import parse_command
 from domain.replies import Balance, Reply
 from infra.settings import Settings
 from tests.client.conftest import InMemoryLedgerWire
+from tests.kit.ledger import Ledger
 
 
 async def test_every_typed_method_sends_a_valid_command_keyed_by_account(offline) -> None:
@@ -132,6 +133,6 @@ async def test_client_ids_must_be_usable_in_a_topic_name() -> None:
 
 def test_the_in_memory_wire_answers_like_the_ledger() -> None:
     # Guards the fixture the tests above rely on: a real service decides.
-    wire = InMemoryLedgerWire()
-    assert wire.service.catalog.version == "demo-1"
-    wire.app.close()
+    wire = InMemoryLedgerWire(Ledger("demo.toml"))
+    assert wire.ledger.service.catalog.version == "demo-1"
+    wire.ledger.close()

@@ -26,7 +26,7 @@ async def test_every_step_is_answered_as_the_demo_expects(
     assert bought - available[5] == 100, "$5 buys 100 credits on Starter"
     assert (reserved, captured) == (bought - 10, bought - 6), "the 4 not captured come back"
     assert refunded == captured - 100, "the refund takes the purchased credits back"
-    events = list(wire.app.events.get("demo-unit"))
+    events = wire.ledger.events("demo-unit")
     lookups = [e for e in events if isinstance(e, Account.Consumed) and e.action == "lookup"]
     assert len(lookups) == 1, "the retried lookup is not applied twice"
 

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from services.ledger.service import LedgerService, SystemClock

@@ -21,7 +21,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from domain.account import Account
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_clients import acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication

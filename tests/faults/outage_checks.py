@@ -19,7 +19,8 @@ import psycopg
 from aiokafka import ConsumerRecord, TopicPartition
 from psycopg.sql import SQL, Identifier
 
-from infra.event_store import CreditsPostgresRecorder, event_store_env
+from infra.event_store.env import event_store_env
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic

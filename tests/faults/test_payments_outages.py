@@ -32,7 +32,7 @@ from services.payments.metadata import PaymentMetadata
 from tests.databases import fresh_database
 from tests.faults.private_stack import PrivateStack
 from tests.kit.stripe_fake import free_port
-from tests.payments.conftest import CATALOGS, MemoryLedger, payments_app, signed, stripe_event
+from tests.payments.conftest import CATALOGS, memory_ledger, payments_app, signed, stripe_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -227,7 +227,7 @@ async def test_postgres_and_kafka_outages_lose_no_webhook_and_apply_none_twice(
         f"{pg_recovery:.1f} s after PostgreSQL and {kafka_recovery:.1f} s after Kafka was back"
     )
     assert set(ids) == wanted, "every accepted webhook became its command, and nothing else"
-    ledger = MemoryLedger("seed_002_plus_credits.toml")
+    ledger = memory_ledger("seed_002_plus_credits.toml")
     for account in set(flow.delivered.values()):
         ledger.ok("open_account", account, "open", plan="plus")
     replies = ledger.apply(commands)

@@ -19,12 +19,9 @@ from eventsourcing.domain import (
 )
 from eventsourcing.persistence import IntegrityError, OperationalError
 
-from infra.event_store import (
-    CreditsPostgresRecorder,
-    KafkaPosition,
-    KafkaPositionConflict,
-    event_store_env,
-)
+from infra.event_store.env import event_store_env
+from infra.event_store.kafka_tables import KafkaPosition, KafkaPositionConflict
+from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.receipts import Receipt, ReceiptConflict
 from infra.settings import Settings
 

@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from domain.account import Account
 from infra.dlq import DlqCode
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.kafka_topics import delete_topics

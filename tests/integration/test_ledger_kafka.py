@@ -17,7 +17,7 @@ from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
 from infra.metrics import COMPONENT_READY, REPLY_TO_FALLBACKS

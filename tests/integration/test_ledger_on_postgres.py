@@ -15,12 +15,15 @@ from eventsourcing.persistence import OperationalError
 
 from domain.account import Account
 from domain.catalog import load_catalog, parse_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from services.ledger.service import LedgerService
+from tests.kit.clock import SettableClock
 
 pytestmark = pytest.mark.integration
+# Time moves a little on every read, so events get distinct, increasing times.
+STEP = timedelta(milliseconds=1)
 
 DEMO = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
 # One credit type, a plan with no allocation: the account holds exactly what it is granted.
@@ -38,19 +41,6 @@ name = "Pay as you go"
 )
 
 
-class StepClock:
-    """Moves forward a little on every read, so events get distinct, increasing times."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-        self._lock = threading.Lock()
-
-    def now(self) -> datetime:
-        with self._lock:
-            self._now += timedelta(milliseconds=1)
-            return self._now
-
-
 def _app(settings: Settings, **env: str) -> LedgerApplication:
     return LedgerApplication(env={**event_store_env(settings), **env})
 
@@ -58,7 +48,7 @@ def _app(settings: Settings, **env: str) -> LedgerApplication:
 @pytest.fixture
 def ledger(settings: Settings, pg_database: str) -> Iterator[LedgerService]:
     app = _app(settings)
-    yield LedgerService(app, DEMO, StepClock(datetime(2024, 1, 31, 10, tzinfo=UTC)))
+    yield LedgerService(app, DEMO, SettableClock(datetime(2024, 1, 31, 10, tzinfo=UTC), step=STEP))
     app.close()
 
 
@@ -105,7 +95,9 @@ def test_an_account_reloaded_from_the_store_equals_the_one_in_memory(
 ) -> None:
     account_id = f"reload-{uuid.uuid4().hex[:8]}"
     writer_app = _app(settings, LEDGER_SNAPSHOT_INTERVAL=snapshot_interval)
-    writer = LedgerService(writer_app, DEMO, StepClock(datetime(2024, 1, 31, 10, tzinfo=UTC)))
+    writer = LedgerService(
+        writer_app, DEMO, SettableClock(datetime(2024, 1, 31, 10, tzinfo=UTC), step=STEP)
+    )
     replies = [writer.handle(command) for command in _busy_history(account_id)]
     assert [r.status for r in replies] == ["accepted"] * len(replies), [r.error for r in replies]
     in_memory: Account = writer_app.repository.get(account_id)
@@ -141,7 +133,9 @@ def test_sixteen_threads_spending_one_account_never_overspend_it(
     threads_count, consumes_per_thread, credits_held = 16, 100, 1000
     account_id = f"race-{uuid.uuid4().hex[:8]}"
     app = _app(settings)
-    service = LedgerService(app, PAY_AS_YOU_GO, StepClock(datetime(2024, 1, 31, tzinfo=UTC)))
+    service = LedgerService(
+        app, PAY_AS_YOU_GO, SettableClock(datetime(2024, 1, 31, tzinfo=UTC), step=STEP)
+    )
     assert service.handle(_command(account_id, "open_account", plan="payg")).status == "accepted"
     granted = service.handle(
         _command(account_id, "grant", credit_type="credits", amount=credits_held, source="admin")
@@ -196,7 +190,7 @@ def test_two_processes_racing_on_one_account_apply_each_command_once(
     """Two applications (as two processes would) retry on version conflicts; none overspends."""
     account_id = f"two-{uuid.uuid4().hex[:8]}"
     apps = [_app(settings) for _ in range(2)]
-    clock = StepClock(datetime(2024, 1, 31, tzinfo=UTC))
+    clock = SettableClock(datetime(2024, 1, 31, tzinfo=UTC), step=STEP)
     services = [LedgerService(app, PAY_AS_YOU_GO, clock, max_attempts=50) for app in apps]
     services[0].handle(_command(account_id, "open_account", plan="payg"))
     services[0].handle(
@@ -240,7 +234,7 @@ def test_a_refusal_is_never_decided_on_an_account_another_writer_moved_on(
     """A ledger trusting its cache (no fast-forward, as `credits run ledger`) refuses nothing on
     a stale account: a grant written by another writer is spendable by its very next command."""
     account_id = f"stale-{uuid.uuid4().hex[:8]}"
-    clock = StepClock(datetime(2024, 1, 31, tzinfo=UTC))
+    clock = SettableClock(datetime(2024, 1, 31, tzinfo=UTC), step=STEP)
     trusting = _app(settings, AGGREGATE_CACHE_FASTFORWARD="n")
     other = _app(settings)
     ledger = LedgerService(trusting, PAY_AS_YOU_GO, clock)
@@ -271,7 +265,9 @@ def test_a_batch_that_fails_to_save_leaves_the_cached_account_as_saved(
     something other than a version conflict (the database went away) must not leave those
     changes in the cache, or the retry would apply the command twice."""
     app = _app(settings, AGGREGATE_CACHE_FASTFORWARD="n")
-    service = LedgerService(app, PAY_AS_YOU_GO, StepClock(datetime(2024, 1, 31, tzinfo=UTC)))
+    service = LedgerService(
+        app, PAY_AS_YOU_GO, SettableClock(datetime(2024, 1, 31, tzinfo=UTC), step=STEP)
+    )
     account_id = f"fails-{uuid.uuid4().hex[:8]}"
     service.handle(_command(account_id, "open_account", plan="payg"))
     service.handle(_command(account_id, "grant", credit_type="credits", amount=100, source="admin"))
@@ -308,7 +304,9 @@ def test_a_batch_is_snapshotted_from_memory_at_the_version_it_saved(
         raise AssertionError("the library's snapshot rebuilds the account from the store")
 
     monkeypatch.setattr(writer_app, "take_snapshot", reads_the_store)
-    writer = LedgerService(writer_app, DEMO, StepClock(datetime(2024, 1, 31, 10, tzinfo=UTC)))
+    writer = LedgerService(
+        writer_app, DEMO, SettableClock(datetime(2024, 1, 31, 10, tzinfo=UTC), step=STEP)
+    )
     replies = writer.handle_many(_busy_history(account_id))
     assert [r.status for r in replies] == ["accepted"] * len(replies), [r.error for r in replies]
     in_memory: Account = writer_app.repository.get(account_id)

@@ -22,7 +22,7 @@ from aiokafka import TopicPartition
 
 from domain.account import Account
 from domain.catalog import parse_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_clients import MURMUR2_PARTITIONER, acknowledged_producer
 from infra.kafka_clients import consumer as kafka_consumer
 from infra.ledger_application import LedgerApplication

@@ -11,7 +11,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 

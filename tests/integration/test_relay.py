@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.kafka_topics import create_topics, delete_topics
 from infra.ledger_application import LedgerApplication
 from infra.readiness import READINESS

@@ -11,7 +11,7 @@ import pytest
 
 from domain.account import Account
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from services.ledger.consumer import LedgerConsumer

@@ -13,14 +13,12 @@ from typing import Any
 import pytest
 
 from domain.catalog import load_catalog
-from infra.event_store import event_store_env
-from infra.ledger_application import LedgerApplication
 from infra.settings import Settings
 from projections.read_side import ReadSide, open_read_side
 from projections.reconcile import compare_account
 from services.cli.main import main
-from services.ledger.service import LedgerService, SystemClock
 from tests.databases import fresh_database
+from tests.kit.ledger import Ledger, ledger_on_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -36,10 +34,10 @@ def own_database(base_settings: Settings) -> Iterator[Settings]:
 
 
 @pytest.fixture(scope="module")
-def ledger(own_database: Settings) -> Iterator[LedgerService]:
-    app = LedgerApplication(env=event_store_env(own_database))
-    yield LedgerService(app, load_catalog(own_database.catalog_path), SystemClock())
-    app.close()
+def ledger(own_database: Settings) -> Iterator[Ledger]:
+    ledger = ledger_on_postgres(own_database, load_catalog(own_database.catalog_path))
+    yield ledger
+    ledger.close()
 
 
 @pytest.fixture
@@ -64,34 +62,17 @@ def reconcile(
     return run
 
 
-def _account(ledger: LedgerService) -> str:
-    account = f"rec-{uuid.uuid4().hex[:10]}"
-    commands: list[dict[str, Any]] = [
-        {"type": "open_account", "account_id": account, "plan": "pro"},
-        {"type": "consume", "account_id": account, "action": "lookup", "quantity": 3},
-        {
-            "type": "reserve",
-            "account_id": account,
-            "hold_id": "h1",
-            "action": "generate",
-            "ttl_seconds": 600,
-        },
-        {
-            "type": "grant",
-            "account_id": account,
-            "credit_type": "credits",
-            "amount": 40,
-            "source": "admin",
-        },
-    ]
-    for command in commands:
-        reply = ledger.handle({**command, "command_id": uuid.uuid4().hex})
-        assert reply.status == "accepted", reply.error
+def _account(ledger: Ledger) -> str:
+    account = ledger.new_account_id("rec")
+    ledger.ok("open_account", account, plan="pro")
+    ledger.ok("consume", account, action="lookup", quantity=3)
+    ledger.ok("reserve", account, hold_id="h1", action="generate", ttl_seconds=600)
+    ledger.ok("grant", account, credit_type="credits", amount=40, source="admin")
     return account
 
 
 async def test_read_models_that_agree_exit_0_and_a_corrupted_row_exits_1_naming_it(
-    ledger: LedgerService, read_side: ReadSide, reconcile: Any
+    ledger: Ledger, read_side: ReadSide, reconcile: Any
 ) -> None:
     accounts = [_account(ledger) for _ in range(3)]
     await read_side.projector().catch_up()
@@ -126,7 +107,7 @@ async def test_read_models_that_agree_exit_0_and_a_corrupted_row_exits_1_naming_
 
 
 async def test_an_account_not_yet_projected_is_not_a_mismatch(
-    ledger: LedgerService, read_side: ReadSide, reconcile: Any
+    ledger: Ledger, read_side: ReadSide, reconcile: Any
 ) -> None:
     await read_side.projector().catch_up()
     moving = _account(ledger)  # the projector does not run: its rows are missing or behind
@@ -164,7 +145,7 @@ CORRUPTIONS = [
 
 @pytest.mark.parametrize(("corruption", "read_model"), CORRUPTIONS, ids=[c[1] for c in CORRUPTIONS])
 async def test_every_read_model_is_compared(
-    ledger: LedgerService, read_side: ReadSide, corruption: str, read_model: str
+    ledger: Ledger, read_side: ReadSide, corruption: str, read_model: str
 ) -> None:
     account = _account(ledger)
     await read_side.projector().catch_up()

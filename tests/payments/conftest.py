@@ -21,19 +21,17 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from fastapi import Depends, FastAPI
 
 from domain.account import Account
-from domain.catalog import Catalog, load_catalog
-from domain.replies import Reply
 from infra.kafka_clients import consumer as kafka_consumer
-from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from services.api.errors import install_error_handlers
-from services.ledger.service import LedgerService, SystemClock
 from services.payments.consumer import run_payments
 from services.payments.customers import PostgresCustomers
 from services.payments.http import PaymentRoutes, payments_producer
 from services.relay.cloud_events import cloud_event
 from tests.databases import fresh_database
 from tests.kafka_client import created_topics
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import Ledger
 from tests.kit.stripe_fake import FakeStripe, free_port
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
@@ -42,42 +40,15 @@ NEW_SECRET = "whsec_new_test_secret"
 WAIT_SECONDS = 20.0
 
 
-class MemoryLedger:
-    """The ledger service on the in-memory store: applies commands as the ledger consumer will."""
+def memory_ledger(catalog: str) -> Ledger:
+    """The in-memory ledger (tests/kit/ledger.py) that applies the commands read back from
+    `credits.commands`, its clock at the present: Stripe's events carry real times."""
+    return Ledger(catalog, SettableClock(datetime.now(UTC)))
 
-    def __init__(self, catalog: str) -> None:
-        self.catalog: Catalog = load_catalog(CATALOGS / catalog)
-        self.app = LedgerApplication(env={"PERSISTENCE_MODULE": "infra.memory_store"})
-        self.service = LedgerService(self.app, self.catalog, SystemClock())
-        self._read: dict[str, int] = {}
 
-    def apply(self, commands: list[dict[str, Any]]) -> list[Reply]:
-        return [self.service.handle(command) for command in commands]
-
-    def ok(self, type: str, account: str, command_id: str, **fields: Any) -> Reply:
-        reply = self.service.handle(
-            {"type": type, "command_id": command_id, "account_id": account, **fields}
-        )
-        assert reply.status == "accepted", reply.error
-        return reply
-
-    def account(self, account: str) -> Account:
-        loaded: Account = self.app.repository.get(account)
-        return loaded
-
-    def available(self, account: str, credit_type: str) -> int:
-        return self.account(account).available(credit_type)
-
-    def events(self, account: str) -> list[Any]:
-        return list(self.app.events.get(account))
-
-    def new_cloud_events(self, account: str) -> list[dict[str, Any]]:
-        """What the relay would publish for the events stored since the last call."""
-        seen = self._read.get(account, 0)
-        events = list(self.app.events.get(account, gt=seen))
-        if events:
-            self._read[account] = events[-1].originator_version
-        return [cloud_event(e) for e in events if isinstance(e, Account.Event)]
+def new_cloud_events(ledger: Ledger, account: str) -> list[dict[str, Any]]:
+    """What the relay would publish for the events stored since the last call."""
+    return [cloud_event(e) for e in ledger.new_events(account) if isinstance(e, Account.Event)]
 
 
 def signed(
@@ -266,7 +237,3 @@ async def wait_for_link(customers: PostgresCustomers, account_id: str) -> str:
             if customer_id is not None:
                 return customer_id
             await asyncio.sleep(0.1)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -28,7 +28,7 @@ from services.payments.checkout import (
 )
 from services.payments.http import PaymentRoutes
 from tests.kit.stripe_fake import FakeStripe
-from tests.payments.conftest import MemoryLedger
+from tests.payments.conftest import memory_ledger
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 PLUS = load_catalog(CATALOGS / "seed_002_plus_credits.toml")
@@ -192,10 +192,6 @@ def test_the_completed_session_of_that_request_becomes_a_valid_purchase() -> Non
 
 
 @functools.cache
-def _ledger(catalog: str) -> MemoryLedger:
-    return MemoryLedger(catalog)
-
-
 def _requests(catalog: str) -> st.SearchStrategy[tuple[str, CheckoutRequest]]:
     loaded = load_catalog(CATALOGS / catalog)
     plans = st.sampled_from(sorted(loaded.plans))
@@ -222,7 +218,7 @@ def test_checkout_quotes_what_the_account_then_grants_and_refuses_what_it_refuse
     """Checkout and the account price with the same rules: an order checkout makes is the
     purchase the account grants, credit for credit; a refusal carries the account's code."""
     plan, request = data.draw(_requests(catalog))
-    ledger = _ledger(catalog)
+    ledger = memory_ledger(catalog)
     account = f"acct-{next(_accounts)}"
     ledger.ok("open_account", account, "open", plan=plan)
     request = request.model_copy(update={"account_id": account})
@@ -243,7 +239,7 @@ def test_checkout_quotes_what_the_account_then_grants_and_refuses_what_it_refuse
         }
         (reply,) = ledger.apply(list(m.checkout_session_paid(paid).commands))
         assert reply.status == "accepted", reply.error
-        assert ledger.available(account, order.meta.credit_type) >= order.meta.credits
+        assert ledger.available(order.meta.credit_type, account) >= order.meta.credits
         return
     if refusal.message.endswith(CHECKOUT_ONLY):
         return

@@ -18,7 +18,7 @@ import stripe
 from eventsourcing.application import AggregateNotFoundError
 
 from domain.account import Account
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.settings import Settings, Topic
 from services.payments.customers import PostgresCustomers

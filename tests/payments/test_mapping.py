@@ -13,7 +13,8 @@ from services.payments import metadata as md
 from services.payments import refunds
 from services.payments.errors import BadInput
 from services.payments.metadata import PaymentMetadata
-from tests.payments.conftest import MemoryLedger
+from tests.kit.ledger import Ledger
+from tests.payments.conftest import memory_ledger
 
 PACK = PaymentMetadata("acct-1", "pack", "credits", 200, pack="credits_200")
 
@@ -177,8 +178,8 @@ def test_a_dispute_revokes_all_left_or_its_share() -> None:
     assert part[1]["amount"] == 100
 
 
-def _plus_ledger() -> MemoryLedger:
-    ledger = MemoryLedger("seed_002_plus_credits.toml")
+def _plus_ledger() -> Ledger:
+    ledger = memory_ledger("seed_002_plus_credits.toml")
     ledger.ok("open_account", "acct-1", "open", plan="plus")
     return ledger
 
@@ -190,7 +191,7 @@ def test_a_dispute_revokes_its_share_in_the_ledger_and_a_duplicate_changes_nothi
     assert [r.status for r in ledger.apply(disputed)] == ["duplicate", "accepted"]
     assert [r.status for r in ledger.apply(disputed)] == ["duplicate", "duplicate"]
     # 300 of 599 cents disputed: floor(200 * 300 / 599) = 100 credits.
-    assert ledger.available("acct-1", "credits") == 500 - 100
+    assert ledger.available("credits", "acct-1") == 500 - 100
 
 
 @pytest.mark.parametrize("value", [["pack"], {"kind": "pack"}, 3, True])

@@ -20,10 +20,12 @@ from infra.settings import Settings, Topic
 from services.payments.customers import PostgresCustomers
 from services.payments.metadata import PaymentMetadata
 from tests.kafka_client import KafkaTestClient
+from tests.kit.ledger import Ledger
 from tests.kit.stripe_fake import FakeStripe
 from tests.payments.conftest import (
-    MemoryLedger,
     commands_for,
+    memory_ledger,
+    new_cloud_events,
     read_topic,
     signed,
     stripe_event,
@@ -65,8 +67,8 @@ def _paid_with_saved_card(
     )
 
 
-def _plus_ledger(account: str) -> MemoryLedger:
-    ledger = MemoryLedger("seed_002_plus_credits.toml")
+def _plus_ledger(account: str) -> Ledger:
+    ledger = memory_ledger("seed_002_plus_credits.toml")
     ledger.ok("open_account", account, "open", plan="plus")
     return ledger
 
@@ -99,7 +101,7 @@ async def test_the_same_webhook_delivered_10_times_concurrently_grants_once(
     ledger = _plus_ledger(account)
     statuses = [reply.status for reply in ledger.apply(commands)]
     assert statuses == ["accepted"] + ["duplicate"] * 9
-    assert ledger.available(account, "credits") == 300 + 200
+    assert ledger.available("credits", account) == 300 + 200
 
 
 async def test_a_refund_revokes_the_right_amount_and_a_dispute_the_rest(
@@ -116,7 +118,7 @@ async def test_a_refund_revokes_the_right_amount_and_a_dispute_the_rest(
     (purchase,) = await commands_for(payment_settings, account, 1)
     assert purchase["type"] == "purchase" and purchase["payment_reference"] == intent.id
     ledger.apply([purchase])
-    assert ledger.available(account, "credits") == 500
+    assert ledger.available("credits", account) == 500
 
     stripe_client.v1.refunds.create(params={"payment_intent": intent.id, "amount": 100})
     commands = await commands_for(payment_settings, account, 3)
@@ -126,13 +128,13 @@ async def test_a_refund_revokes_the_right_amount_and_a_dispute_the_rest(
     ]
     ledger.apply(commands)
     # 100 of 599 cents back: floor(200 * 100 / 599) = 33 credits revoked, no more.
-    assert ledger.available(account, "credits") == 500 - 33
+    assert ledger.available("credits", account) == 500 - 33
 
     fake_stripe.dispute(intent.latest_charge.id)
     commands = await commands_for(payment_settings, account, 5)
     assert commands[-1]["type"] == "revoke" and commands[-1]["reason"] == "chargeback"
     ledger.apply(commands)
-    assert ledger.available(account, "credits") == 300
+    assert ledger.available("credits", account) == 300
     (lot,) = [lot for lot in ledger.account(account).lots.values() if lot.source == "purchase"]
     assert (lot.amount, lot.revoked) == (200, 200)
 
@@ -170,11 +172,11 @@ async def test_a_refund_delivered_before_its_purchase_converges(
     in_order.apply([commands[2], commands[1]])  # purchase, then the refund's revoke
     for ledger in (out_of_order, in_order):
         # 300 of 599 cents back: floor(200 * 300 / 599) = 100 credits.
-        assert ledger.available(account, "credits") == 300 + 200 - 100
+        assert ledger.available("credits", account) == 300 + 200 - 100
     assert _lots(out_of_order, account) == _lots(in_order, account)
 
 
-def _lots(ledger: MemoryLedger, account: str) -> list[tuple[Any, ...]]:
+def _lots(ledger: Ledger, account: str) -> list[tuple[Any, ...]]:
     lots = ledger.account(account).lots.values()
     return [(x.lot_id, x.source, x.amount, x.remaining, x.revoked, x.closed) for x in lots]
 
@@ -185,11 +187,11 @@ async def _requested_top_up(
     card: str | None,
     clients: tuple[stripe.StripeClient, PostgresCustomers, KafkaTestClient],
     settings: Settings,
-) -> tuple[MemoryLedger, int]:
+) -> tuple[Ledger, int]:
     """A pro account (auto top-up off) with `card` saved, that requested a top-up of `amount`,
     published as the relay would; returns the ledger and the balance before the top-up."""
     stripe_client, customers, kafka = clients
-    ledger = MemoryLedger("seed_001_stripe_credits.toml")
+    ledger = memory_ledger("seed_001_stripe_credits.toml")
     ledger.ok("open_account", account, "open", plan="pro")
     ledger.ok("configure_top_up", account, "auto-off", credit_type="api_calls", mode="off")
     if card is not None:
@@ -198,16 +200,14 @@ async def _requested_top_up(
         )
         await wait_for_link(customers, account)  # from the customer.created webhook
     ledger.ok("request_top_up", account, "top-up-1", credit_type="api_calls", amount=amount)
-    before = ledger.available(account, "api_calls")
+    before = ledger.available("api_calls", account)
     await _relay(ledger, account, kafka, settings)
     return ledger, before
 
 
-async def _relay(
-    ledger: MemoryLedger, account: str, kafka: KafkaTestClient, settings: Settings
-) -> None:
+async def _relay(ledger: Ledger, account: str, kafka: KafkaTestClient, settings: Settings) -> None:
     """What the outbox relay does: the new events, as CloudEvents, on credits.events."""
-    for event in ledger.new_cloud_events(account):
+    for event in new_cloud_events(ledger, account):
         await kafka.produce(settings.topic(Topic.EVENTS), account, json.dumps(event).encode())
 
 
@@ -234,7 +234,7 @@ async def test_an_on_demand_top_up_charges_the_saved_card_and_the_webhook_grants
     assert (charged.amount, charged.status) == (500, "succeeded")
     assert charged.metadata["credits_top_up_id"] == "tu-1"
     ledger.apply([purchase])
-    assert ledger.available(account, "api_calls") == before + 500
+    assert ledger.available("api_calls", account) == before + 500
     assert any(isinstance(e, Account.TopUpCompleted) for e in ledger.events(account))
 
 
@@ -262,7 +262,7 @@ async def test_a_declined_card_fails_the_top_up_with_a_recovery_url_and_no_credi
     ledger.apply([failed])
     (event,) = [e for e in ledger.events(account) if isinstance(e, Account.TopUpFailed)]
     assert event.recovery_url == failed["recovery_url"]
-    assert ledger.available(account, "api_calls") == before
+    assert ledger.available("api_calls", account) == before
 
 
 async def test_without_a_saved_card_the_top_up_fails_at_once_with_a_recovery_url(
@@ -289,7 +289,7 @@ async def test_auto_top_up_end_to_end_grants_after_payment_and_holds_the_monthly
 ) -> None:
     """Seed 001: below 100 buy 500, at most 5 times a calendar month."""
     account = _account("pro")
-    ledger = MemoryLedger("seed_001_stripe_credits.toml")
+    ledger = memory_ledger("seed_001_stripe_credits.toml")
     ledger.ok("open_account", account, "open", plan="pro")
     stripe_client.v1.customers.create(
         params={"metadata": {"credits_account_id": account}, "payment_method": "pm_card_visa"}
@@ -297,7 +297,7 @@ async def test_auto_top_up_end_to_end_grants_after_payment_and_holds_the_monthly
     await wait_for_link(customers, account)
     granted = 0
     for crossing in range(1, 7):  # bounded: 5 top-ups, then a crossing that must not charge
-        spend = ledger.available(account, "api_calls") - 50
+        spend = ledger.available("api_calls", account) - 50
         ledger.ok("consume", account, f"spend-{crossing}", credit_type="api_calls", amount=spend)
         await _relay(ledger, account, kafka, payment_settings)
         if crossing <= 5:
@@ -305,12 +305,12 @@ async def test_auto_top_up_end_to_end_grants_after_payment_and_holds_the_monthly
             assert commands[-1]["top_up_id"] == f"tu-{crossing}"
             ledger.apply(commands[-1:])
             granted += 1
-            assert ledger.available(account, "api_calls") == 50 + 500
+            assert ledger.available("api_calls", account) == 50 + 500
     requested = [e for e in ledger.events(account) if isinstance(e, Account.TopUpRequested)]
     assert len(requested) == 5
     late = await commands_for(payment_settings, account, 6, timeout_seconds=3.0)
     assert len(late) == 5, "no charge beyond the monthly cap"
-    assert ledger.available(account, "api_calls") == 50
+    assert ledger.available("api_calls", account) == 50
 
 
 async def test_subscription_cycles_renew_and_changes_move_the_plan(
@@ -346,7 +346,7 @@ async def test_subscription_cycles_renew_and_changes_move_the_plan(
     plans = [c["plan"] for c in commands if c["type"] == "change_plan"]
     assert sorted(plans) == ["free", "plus"]
 
-    ledger = MemoryLedger("seed_002_plus_credits.toml")
+    ledger = memory_ledger("seed_002_plus_credits.toml")
     ledger.ok("open_account", account, "open", plan="free")
     ledger.ok("change_plan", account, "up", plan="plus")
     ledger.ok(

@@ -22,7 +22,7 @@ from services.payments import mapping as m
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
 from services.payments.refunds import Refunded, Revoked, revoke_step, target_credits
-from tests.payments.conftest import MemoryLedger
+from tests.payments.conftest import memory_ledger
 
 PAID = 599
 CREDITS = 200
@@ -123,7 +123,7 @@ async def test_the_table_converges_through_crashes_redeliveries_and_any_order(
     commands reached Kafka (they stay unsent and go with the next delivery)."""
     account = f"acct-{uuid.uuid4().hex[:10]}"
     reference = f"pi_{uuid.uuid4().hex[:14]}"
-    ledger = MemoryLedger("seed_002_plus_credits.toml")
+    ledger = memory_ledger("seed_002_plus_credits.toml")
     ledger.ok("open_account", account, "open", plan="plus")
     for refunded, sent in deliveries:
         event = _refunded(reference, account, refunded)

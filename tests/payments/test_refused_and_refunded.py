@@ -25,7 +25,7 @@ from eventsourcing.application import AggregateNotFoundError
 from contracts.asyncapi.cloud_events import cloud_event_adapter
 from contracts.asyncapi.document import asyncapi_document
 from domain.account import Account
-from infra.event_store import event_store_env
+from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.metrics import REGISTRY
 from infra.settings import Settings, Topic
@@ -35,9 +35,9 @@ from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from services.payments.purchases import PaymentState, PostgresPurchases
 from services.payments.replies import refund_key
-from tests.client.json_schema_subset import problems
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
+from tests.kit.asyncapi_schemas import schema_errors
 from tests.kit.stripe_fake import FakeStripe, free_port
 from tests.payments.conftest import payments_app, read_topic, signed, stripe_event
 
@@ -47,7 +47,7 @@ SEED_002 = (
     Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "seed_002_plus_credits.toml"
 )
 SECRET = "whsec_refund_tests"
-ASYNCAPI_SCHEMAS = asyncapi_document()["components"]["schemas"]
+ASYNCAPI = asyncapi_document()
 WAIT_SECONDS = 30.0
 
 
@@ -269,7 +269,7 @@ async def test_a_refused_paid_purchase_delivered_5_times_is_refunded_once_with_n
     assert refunded_events[0]["data"]["refusal_code"] == "not_eligible"
     # The contract (docs/asyncapi.json is generated from the same models).
     cloud_event_adapter().validate_json(json.dumps(refunded_events[0]))
-    assert problems(refunded_events[0], ASYNCAPI_SCHEMAS["CloudEvent"], ASYNCAPI_SCHEMAS) == []
+    assert schema_errors(refunded_events[0], ASYNCAPI, "CloudEvent") == []
     assert (await loop.purchases.unapplied([PaymentState.REFUNDED]))[-1:] != []
     assert refund_key(intent.id) == f"credits-refund:{intent.id}"
 

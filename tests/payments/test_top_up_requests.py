@@ -21,10 +21,12 @@ from services.payments.mapping import Command
 from services.payments.processing import RecordProcessor
 from services.payments.top_ups import top_up_request
 from services.relay.cloud_events import cloud_event
-from tests.payments.conftest import MemoryLedger
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import Ledger
+from tests.payments.conftest import memory_ledger
 
 
-def _requested(ledger: MemoryLedger, account: str) -> dict[str, Any]:
+def _requested(ledger: Ledger, account: str) -> dict[str, Any]:
     ledger.ok("open_account", account, "open", plan="pro")
     ledger.ok("request_top_up", account, "t1", credit_type="api_calls", amount=500)
     (event,) = [e for e in ledger.events(account) if isinstance(e, Account.TopUpRequested)]
@@ -32,7 +34,7 @@ def _requested(ledger: MemoryLedger, account: str) -> dict[str, Any]:
 
 
 def test_a_real_top_up_requested_cloud_event_is_understood() -> None:
-    ledger = MemoryLedger("seed_001_stripe_credits.toml")
+    ledger = memory_ledger("seed_001_stripe_credits.toml")
     request = top_up_request(_requested(ledger, "acct-9"))
     assert request is not None
     assert (request.meta.account_id, request.meta.top_up_id, request.meta.credits) == (
@@ -117,7 +119,9 @@ def _consumer(settings: Settings, api: Any, now: datetime) -> tuple[RecordProces
     )
     producer: Any = _Producer()
     return (
-        RecordProcessor(settings, handler, purchases, producer, asyncio.Event(), clock=lambda: now),
+        RecordProcessor(
+            settings, handler, purchases, producer, asyncio.Event(), clock=SettableClock(now).now
+        ),
         producer,
     )
 
@@ -142,7 +146,7 @@ async def test_a_dependency_that_stays_down_is_retried_a_bounded_number_of_times
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(processing, "STRIPE_BACKOFF", Backoff(0.001, 0.001, max_attempts=5))
-    event = _requested(MemoryLedger("seed_001_stripe_credits.toml"), "acct-9")
+    event = _requested(memory_ledger("seed_001_stripe_credits.toml"), "acct-9")
     api = _DownStripe()
     payments, producer = _consumer(settings, api, datetime.now(UTC))
     await payments.process(_record(settings, event))
@@ -157,7 +161,7 @@ async def test_a_dependency_that_stays_down_is_retried_a_bounded_number_of_times
 async def test_a_request_older_than_stripe_keeps_idempotency_keys_is_failed_not_charged(
     settings: Settings,
 ) -> None:
-    event = _requested(MemoryLedger("seed_001_stripe_credits.toml"), "acct-9")
+    event = _requested(memory_ledger("seed_001_stripe_credits.toml"), "acct-9")
     api = _DownStripe()  # any call to Stripe would fail the test
     later = datetime.fromisoformat(event["time"]) + timedelta(hours=24)
     payments, producer = _consumer(settings, api, later)

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from projections.read_side import ReadSide
-from tests.projections.conftest import PgLedger
+from tests.kit.ledger import Ledger
 from tests.projections.test_projector import populate
 
 pytestmark = pytest.mark.integration
 
 
 async def test_fast_decoding_equals_the_mapper_on_every_stored_event(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     account = populate(pg_ledger, accounts=2, consumes=10)[0]
     pg_ledger.ok("reserve", account, hold_id="h", action="generate", ttl_seconds=60)

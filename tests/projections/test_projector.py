@@ -17,12 +17,12 @@ from projections.folds import expected_balances, projected_balances
 from projections.projector import Projector, ProjectorConfig
 from projections.read_side import ReadSide
 from projections.store import checksum, ensure_tables
-from tests.projections.conftest import PgLedger
+from tests.kit.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
 
-def populate(ledger: PgLedger, accounts: int, consumes: int) -> list[str]:
+def populate(ledger: Ledger, accounts: int, consumes: int) -> list[str]:
     ids = [ledger.new_account_id("proj") for _ in range(accounts)]
     ledger.service.handle_many([ledger.command("open_account", a, plan="pro") for a in ids])
     commands = [
@@ -35,7 +35,7 @@ def populate(ledger: PgLedger, accounts: int, consumes: int) -> list[str]:
 
 
 async def test_two_projectors_at_once_apply_each_event_exactly_once(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     ids = populate(pg_ledger, accounts=20, consumes=600)
     config = ProjectorConfig(batch_events=50)
@@ -62,7 +62,7 @@ async def test_two_projectors_at_once_apply_each_event_exactly_once(
 
 
 async def test_a_running_projector_wakes_on_notify_not_on_its_poll(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     await read_side.projector().catch_up()
     # A poll every 30 s: only the NOTIFY can make it see the event within the bound below.
@@ -136,7 +136,7 @@ async def _forget(read_side: ReadSide, name: str) -> None:
 
 
 async def test_an_event_a_projection_cannot_apply_is_skipped_and_recorded_not_retried(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     await read_side.projector().catch_up()
     failing = _Failing()
@@ -172,7 +172,7 @@ async def test_an_event_a_projection_cannot_apply_is_skipped_and_recorded_not_re
 
 
 async def test_a_failure_retrying_can_fix_is_recorded_and_retried_not_skipped(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     await read_side.projector().catch_up()
     failing = _Failing()
@@ -192,7 +192,7 @@ async def test_a_failure_retrying_can_fix_is_recorded_and_retried_not_skipped(
 
 
 async def test_a_restarted_projector_resumes_from_its_position(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     await read_side.projector().catch_up()
     before = {}

@@ -13,9 +13,7 @@ from typing import Any
 
 import pytest
 
-from domain.account import Account
 from domain.catalog import load_catalog
-from infra.ledger_application import LedgerApplication
 from projections.batch import BatchState
 from projections.folds import (
     expected_balances,
@@ -28,49 +26,34 @@ from projections.folds import (
     usage_fold,
 )
 from projections.registry import build_projections
-from services.ledger.service import LedgerService
+from tests.kit.ledger import Ledger
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain/catalogs/demo.toml")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.current = datetime(2024, 1, 31, 10, 0, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self.current
-
-
 class Scenario:
-    """The in-memory ledger, and every projection's state fed with each new event."""
+    """The in-memory ledger of one account, `acct`, and every projection's state fed with each
+    new event (its position in the log: its version, the account being alone there)."""
 
     def __init__(self) -> None:
-        self.clock = Clock()
-        self.app = LedgerApplication(env={"PERSISTENCE_MODULE": "infra.memory_store"})
-        self.service = LedgerService(self.app, CATALOG, self.clock)
+        self.ledger = Ledger(CATALOG)
+        self.clock = self.ledger.clock
         self.projections = build_projections(CATALOG)
         self.states = {n: BatchState(p.tables) for n, p in self.projections.items()}
-        self.applied = 0
-        self.sent = 0
 
     def ok(self, type: str, **fields: Any) -> None:
-        self.sent += 1
-        command = {"type": type, "command_id": f"c{self.sent}", "account_id": "acct", **fields}
-        reply = self.service.handle(command)
-        assert reply.status == "accepted", reply.error
-        events: list[Account.Event] = list(self.app.events.get("acct"))  # type: ignore[arg-type]
-        for position, event in enumerate(events[self.applied :], start=self.applied + 1):
+        self.ledger.ok(type, **fields)
+        for event in self.ledger.new_events():
             for name, projection in self.projections.items():
-                projection.apply(self.states[name], event, position)
+                projection.apply(self.states[name], event, event.originator_version)
         for name, projection in self.projections.items():
             projection.finish(self.states[name])
-        self.applied = len(events)
 
     def rows(self, projection: str, table: str) -> list[dict[str, Any]]:
         return list(self.states[projection].rows(table).of("acct"))
 
     def check(self) -> None:
-        account: Account = self.app.repository.get("acct")
+        account = self.ledger.account()
         assert projected_balances(self.rows("balances", "rm_balances"), CATALOG) == (
             expected_balances(account, CATALOG)
         )
@@ -115,7 +98,7 @@ def test_every_movement_keeps_the_read_models_equal_to_the_aggregate(scenario):
     for type, fields in steps:
         scenario.ok(type, **fields)
         scenario.check()
-    scenario.clock.current += timedelta(days=40)  # renewals, expiry
+    scenario.clock.advance(days=40)  # renewals, expiry
     scenario.ok("expire")
     scenario.check()
 
@@ -148,7 +131,7 @@ def test_usage_counts_free_actions_and_tags_from_the_catalog(scenario):
     # starter prices generate at 3: one consume (3) and one hold (3) of which 1 was captured.
     assert (generate["count"], generate["credits"], generate["cost"]) == (2, 4, 6)
     assert generate["tags"] == ["ai"]
-    events = list(scenario.app.events.get("acct"))
+    events = scenario.ledger.events()
     assert sum(r["credits"] for r in usage.values()) == spent_fold(events)
     folded = usage_fold(events)
     assert {k: (r["count"], r["cost"]) for k, r in usage.items()} == {
@@ -163,7 +146,7 @@ def test_analytics_records_revenue_conversion_and_refills():
     scenario.ok(
         "purchase", pack="messages_100", payment_reference="pi_1", amount_paid=300, currency="usd"
     )
-    scenario.clock.current += timedelta(days=3)
+    scenario.clock.advance(days=3)
     scenario.ok(
         "purchase", pack="messages_100", payment_reference="pi_2", amount_paid=300, currency="usd"
     )
@@ -176,18 +159,18 @@ def test_analytics_records_revenue_conversion_and_refills():
     assert account["refills"] == 2
     assert account["last_refill_at"] - account["first_refill_at"] == timedelta(days=3)
     outstanding = state.counters["rm_analytics_outstanding"]
-    aggregate: Account = scenario.app.repository.get("acct")
+    aggregate = scenario.ledger.account()
     for credit_type, row in outstanding.items():
         assert row["available"] == aggregate.available(credit_type[0])
 
 
 def test_a_hold_returned_to_a_lot_closed_meanwhile_is_forfeited():
     scenario = Scenario()
-    scenario.clock.current = datetime(2024, 1, 31, 23, 30, tzinfo=UTC)
+    scenario.clock.set(datetime(2024, 1, 31, 23, 30, tzinfo=UTC))
     scenario.ok("open_account", plan="free")  # daily credits, reset at midnight
     scenario.ok("reserve", hold_id="h1", action="lookup", quantity=4, ttl_seconds=3600)
     scenario.ok("reserve", hold_id="h2", action="lookup", quantity=4, ttl_seconds=3600)
-    scenario.clock.current = datetime(2024, 2, 1, 0, 5, tzinfo=UTC)
+    scenario.clock.set(datetime(2024, 2, 1, 0, 5, tzinfo=UTC))
     scenario.ok("capture", hold_id="h1", amount=1)  # 3 released to yesterday's closed lot
     scenario.check()
     scenario.ok("release", hold_id="h2")

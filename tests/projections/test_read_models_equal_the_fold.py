@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from domain.catalog import Catalog
 from projections.read_side import ReadSide
 from projections.reconcile import compare_account, outstanding_mismatches
-from tests.projections.conftest import PgLedger
+from tests.kit.ledger import Ledger
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ PLANS = ("free", "starter", "pro")
 steps = st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 1000)), min_size=4, max_size=30)
 
 
-def drive(ledger: PgLedger, accounts: list[str], script: list[tuple[str, int]]) -> None:
+def drive(ledger: Ledger, accounts: list[str], script: list[tuple[str, int]]) -> None:
     holds: list[tuple[str, str]] = []
     payments: list[tuple[str, str]] = []
     for index, (step, n) in enumerate(script):
@@ -137,7 +137,7 @@ def _fields(
     return None
 
 
-async def check(read_side: ReadSide, ledger: PgLedger, accounts: list[str]) -> None:
+async def check(read_side: ReadSide, ledger: Ledger, accounts: list[str]) -> None:
     """What `credits reconcile` compares (`projections/reconcile.py`), for these accounts and
     the credits outstanding over every account."""
     catalog: Catalog = ledger.catalog
@@ -158,7 +158,7 @@ async def check(read_side: ReadSide, ledger: PgLedger, accounts: list[str]) -> N
 
 
 async def test_every_read_model_equals_the_fold_after_random_commands(
-    read_side: ReadSide, pg_ledger: PgLedger
+    read_side: ReadSide, pg_ledger: Ledger
 ) -> None:
     loop = asyncio.get_running_loop()
     examples: list[int] = []

@@ -17,14 +17,14 @@ from services.api.app import create_app
 from services.api.keys import Scope
 from services.cli.main import main
 from tests.api.conftest import bearer, create_key
-from tests.projections.conftest import PgLedger
+from tests.kit.ledger import Ledger
 from tests.projections.test_projector import populate
 
 pytestmark = pytest.mark.integration
 
 
 async def test_rebuild_matches_the_live_read_model_while_reads_keep_answering(
-    read_side: ReadSide, pg_ledger: PgLedger, settings: Settings
+    read_side: ReadSide, pg_ledger: Ledger, settings: Settings
 ) -> None:
     ids = populate(pg_ledger, accounts=30, consumes=1500)
     projector = read_side.projector()
@@ -81,7 +81,7 @@ async def test_rebuild_matches_the_live_read_model_while_reads_keep_answering(
 
 async def test_the_rebuild_command_prints_matching_checksums(
     read_side: ReadSide,
-    pg_ledger: PgLedger,
+    pg_ledger: Ledger,
     settings: Settings,
     capsys,
     monkeypatch,

@@ -187,7 +187,7 @@ HISTORY: list[Step] = [
 
 
 def run(ledger: Any) -> list[str]:
-    """Runs the history on a `tests/unit/conftest.py` Ledger; the reply JSON of every command."""
+    """Runs the history on a `tests/kit/ledger.py` Ledger; the reply JSON of every command."""
     replies = []
     for account, *rest in HISTORY:
         if account == "advance":

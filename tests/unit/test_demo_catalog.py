@@ -8,11 +8,12 @@ import pytest
 
 from domain.account import Account
 from domain.integration import cloud_event_type, event_data
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("demo.toml")
+def ledger() -> Ledger:
+    return Ledger("demo.toml")
 
 
 def test_a_trial_lot_expires_after_its_days(ledger):
@@ -61,16 +62,15 @@ def test_the_event_data_is_json_safe_and_typed_for_cloud_events(ledger):
     )
 
 
-def test_snapshots_reload_the_same_account(make_ledger):
-    ledger = make_ledger("demo.toml", LEDGER_SNAPSHOT_INTERVAL="3", AGGREGATE_CACHE_MAXSIZE="0")
+def test_snapshots_reload_the_same_account():
+    ledger = Ledger("demo.toml", LEDGER_SNAPSHOT_INTERVAL="3", AGGREGATE_CACHE_MAXSIZE="0")
     ledger.ok("open_account", plan="starter")
     for _ in range(5):
         ledger.ok("consume", action="lookup")
     ledger.ok("reserve", hold_id="h1", action="generate", ttl_seconds=60)
+    assert ledger.app.snapshots is not None
     assert list(ledger.app.snapshots.get("acct"))
-    from eventsourcing.application import project_aggregate
-
-    assert ledger.account() == project_aggregate(None, ledger.app.events.get("acct"))
+    assert ledger.account() == ledger.fold()
 
 
 def test_the_next_due_time_is_the_earliest_hold_lot_or_period_end(ledger):

@@ -9,14 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from services.ledger.gc_pacing import GcPacer
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.kit.clock import SettableClock
 
 
 class Node:
@@ -25,14 +18,14 @@ class Node:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SettableClock:
+    return SettableClock()
 
 
 @pytest.fixture
-def pacer(clock: Clock) -> Iterator[GcPacer]:
+def pacer(clock: SettableClock) -> Iterator[GcPacer]:
     gc.unfreeze()
-    paced = GcPacer(interval_seconds=600, monotonic=clock)
+    paced = GcPacer(interval_seconds=600, monotonic=clock.monotonic)
     gc.callbacks.append(paced)
     try:
         yield paced
@@ -56,7 +49,7 @@ def test_younger_collections_freeze_nothing(pacer: GcPacer) -> None:
 
 
 def test_a_frozen_cycle_is_reclaimed_once_the_interval_has_passed(
-    pacer: GcPacer, clock: Clock
+    pacer: GcPacer, clock: SettableClock
 ) -> None:
     first, second = Node(), Node()
     first.other, second.other = second, first
@@ -66,7 +59,7 @@ def test_a_frozen_cycle_is_reclaimed_once_the_interval_has_passed(
     gc.collect()
     assert alive() is not None, "frozen garbage is not walked before the interval"
 
-    clock.now += 600
+    clock.advance(seconds=600)
     gc.collect()  # still frozen during this one; unfrozen right after it
     assert gc.get_freeze_count() == 0
     gc.collect()

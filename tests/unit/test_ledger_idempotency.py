@@ -6,12 +6,13 @@ import pytest
 from eventsourcing.persistence import IntegrityError
 
 from services.ledger.service import LedgerService
+from tests.kit.ledger import Ledger
 from tests.unit.test_ledger_rules import CATALOG
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger(CATALOG)
+def ledger() -> Ledger:
+    return Ledger(CATALOG)
 
 
 def test_a_retry_answers_duplicate_with_the_original_result_and_changes_nothing(ledger):

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from eventsourcing.application import project_aggregate
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -22,8 +21,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from domain.account import Account
 from domain.catalog import load_catalog
 from domain.periods import add_months_clamped
-from infra.ledger_application import LedgerApplication
-from services.ledger.service import LedgerService
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import Ledger
 
 CATALOG = load_catalog(Path(__file__).resolve().parents[2] / "domain" / "catalogs" / "demo.toml")
 ACCOUNTS = ("a", "b")
@@ -39,24 +38,13 @@ STARTS = (
 )
 
 
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
-
-
 class LedgerMachine(RuleBasedStateMachine):
     @initialize(
         start=st.sampled_from(STARTS), plan=st.sampled_from(PLANS), other=st.sampled_from(PLANS)
     )
     def open_accounts(self, start: datetime, plan: str, other: str) -> None:
-        self.clock = Clock(start)
-        self.app = LedgerApplication(
-            env={"PERSISTENCE_MODULE": "infra.memory_store", "LEDGER_SNAPSHOT_INTERVAL": "7"}
-        )
-        self.service = LedgerService(self.app, CATALOG, self.clock)
+        self.ledger = Ledger(CATALOG, SettableClock(start), LEDGER_SNAPSHOT_INTERVAL="7")
+        self.clock = self.ledger.clock
         self.sent = 0
         self.sent_commands: list[dict[str, Any]] = []
         self.accepted: dict[tuple[str, str], tuple[dict[str, Any], dict[str, Any]]] = {}
@@ -65,22 +53,21 @@ class LedgerMachine(RuleBasedStateMachine):
         self.lots: list[tuple[str, str]] = []
         self.top_ups: list[tuple[str, str]] = []
         self.send("open_account", "a", plan=plan)
-        self.clock.current += timedelta(hours=7)  # another anniversary time of day
+        self.clock.advance(hours=7)  # another anniversary time of day
         self.send("open_account", "b", plan=other)
 
     # ------------------------------------------------------------ driving
 
     def send(self, type: str, account: str, **fields: Any) -> Any:
         self.sent += 1
-        command = {"type": type, "command_id": f"c{self.sent}", "account_id": account, **fields}
-        return self.deliver(command)
+        return self.deliver(self.ledger.command(type, account, f"c{self.sent}", **fields))
 
     def deliver(self, command: dict[str, Any]) -> Any:
         account = command["account_id"]
         key = (account, command["command_id"])
-        before = self.version(account)
-        reply = self.service.handle(command)
-        after = self.version(account)
+        before = self.ledger.version(account)
+        (reply,) = self.ledger.apply([command])
+        after = self.ledger.version(account)
         if key in self.accepted:
             payload, result = self.accepted[key]
             if payload == command:
@@ -94,19 +81,10 @@ class LedgerMachine(RuleBasedStateMachine):
         else:
             assert reply.status == "accepted", reply
             self.accepted[key] = (dict(command), reply.result)
-            stored = self.fold(account).balances(CATALOG)
+            stored = self.ledger.fold(account).balances(CATALOG)
             assert {ct: b.model_dump() for ct, b in reply.balances.items()} == stored
         self.sent_commands.append(command)
         return reply
-
-    def version(self, account: str) -> int | None:
-        events = list(self.app.events.get(account, desc=True, limit=1))
-        return events[0].originator_version if events else None
-
-    def fold(self, account: str) -> Account:
-        folded = project_aggregate(None, self.app.events.get(account))
-        assert isinstance(folded, Account)
-        return folded
 
     # ------------------------------------------------------------ rules
 
@@ -276,9 +254,9 @@ class LedgerMachine(RuleBasedStateMachine):
 
     @rule(account=st.sampled_from(ACCOUNTS), succeed=st.booleans())
     def settle_top_up(self, account: str, succeed: bool) -> None:
-        if self.version(account) is None:
+        if self.ledger.version(account) is None:
             return
-        pending = self.fold(account).pending_top_ups
+        pending = self.ledger.fold(account).pending_top_ups
         if not pending:
             return
         top_up_id, request = sorted(pending.items())[0]
@@ -315,7 +293,7 @@ class LedgerMachine(RuleBasedStateMachine):
         days=st.integers(1, 45),
     )
     def advance_clock(self, jump: str, offset_seconds: int, seconds: int, days: int) -> None:
-        now = self.clock.current
+        now = self.clock.now()
         if jump == "seconds":
             target = now + timedelta(seconds=seconds)
         elif jump == "days":
@@ -327,23 +305,23 @@ class LedgerMachine(RuleBasedStateMachine):
             leap = datetime(2024, 2, 29, tzinfo=UTC) if now.year <= 2024 else now
             target = leap + timedelta(seconds=offset_seconds)
         else:
-            anchor = self.fold("a").anchor_at
+            anchor = self.ledger.fold("a").anchor_at
             months = 1
             while add_months_clamped(anchor, months) <= now:
                 months += 1
             target = add_months_clamped(anchor, months) + timedelta(seconds=offset_seconds)
-        self.clock.current = max(now, target)
+        self.clock.set(max(now, target))
 
     # ------------------------------------------------------------ invariants
 
     @invariant()
     def every_account_is_the_fold_of_its_events_and_reconciles(self) -> None:
         for account_id in ACCOUNTS:
-            if self.version(account_id) is None:
+            if self.ledger.version(account_id) is None:
                 continue
-            folded = self.fold(account_id)
-            assert self.app.repository.get(account_id) == folded
-            expected = _reconcile(self.app.events.get(account_id))
+            folded = self.ledger.fold(account_id)
+            assert self.ledger.account(account_id) == folded
+            expected = _reconcile(self.ledger.events(account_id))
             for ct, spec in CATALOG.credit_types.items():
                 lots_in, overdraft, debt = expected.get(ct, (0, 0, 0))
                 assert folded.lots_total(ct) == lots_in, (ct, folded.lots)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 CATALOG = """
 version = "rules-1"
@@ -63,8 +64,8 @@ price_cents = 300
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger(CATALOG)
+def ledger() -> Ledger:
+    return Ledger(CATALOG)
 
 
 # ------------------------------------------------------------------ burn order

@@ -8,11 +8,12 @@ from __future__ import annotations
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("seed_000_qr_sessions.toml")
+def ledger() -> Ledger:
+    return Ledger("seed_000_qr_sessions.toml")
 
 
 def buy_sessions(ledger, amount_paid: int, reference: str = "pi_1", account: str = "acct"):

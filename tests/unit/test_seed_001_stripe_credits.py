@@ -10,11 +10,12 @@ import pytest
 
 from domain.account import Account
 from domain.integration import cloud_event_type, event_data
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("seed_001_stripe_credits.toml")
+def ledger() -> Ledger:
+    return Ledger("seed_001_stripe_credits.toml")
 
 
 def settle(ledger, top_up_id: str, amount: int, reference: str):

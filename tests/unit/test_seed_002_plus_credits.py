@@ -8,11 +8,12 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("seed_002_plus_credits.toml")
+def ledger() -> Ledger:
+    return Ledger("seed_002_plus_credits.toml")
 
 
 def buy_pack(ledger, account: str = "acct", reference: str = "cs_1"):

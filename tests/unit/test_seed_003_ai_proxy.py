@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("seed_003_ai_proxy.toml")
+def ledger() -> Ledger:
+    return Ledger("seed_003_ai_proxy.toml")
 
 
 def buy(ledger, pack: str, price_cents: int, reference: str, account: str = "acct"):

@@ -7,11 +7,12 @@ from datetime import UTC, datetime
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    return make_ledger("seed_004_docweb.toml")
+def ledger() -> Ledger:
+    return Ledger("seed_004_docweb.toml")
 
 
 @pytest.mark.parametrize(("tier", "per_day"), [("free", 3), ("pro", 10), ("max", 100)])

@@ -19,9 +19,9 @@ from eventsourcing.persistence import StoredEvent
 from domain.account import Account
 from domain.catalog import load_catalog
 from infra.ledger_application import LedgerApplication
-from services.ledger.service import LedgerService
+from tests.kit.clock import SettableClock
+from tests.kit.ledger import CATALOGS, MEMORY, Ledger
 from tests.unit import account_history as history
-from tests.unit.conftest import CATALOGS, MEMORY, SettableClock
 
 FIXTURE = json.loads(history.FIXTURE.read_text())
 CATALOG = load_catalog(CATALOGS / FIXTURE["catalog"])
@@ -74,16 +74,8 @@ def test_every_old_snapshot_equals_the_fold_of_the_events_before_it():
 def test_an_account_loaded_from_an_old_snapshot_takes_commands_and_snapshots_anew():
     app = _app(with_snapshots=True)
     account: Account = app.repository.get("carol")
-    service = LedgerService(app, CATALOG, SettableClock(account.modified_on))
-    reply = service.handle(
-        {
-            "type": "capture",
-            "command_id": "c1",
-            "account_id": "carol",
-            "hold_id": "ch1",
-            "amount": 3,
-        }
-    )
+    ledger = Ledger(CATALOG, SettableClock(account.modified_on), app=app)
+    reply = ledger.send("capture", "carol", "c1", hold_id="ch1", amount=3)
     assert reply.status == "accepted", reply.error
     assert reply.result == {
         "hold_id": "ch1",
@@ -101,8 +93,8 @@ def test_an_account_loaded_from_an_old_snapshot_takes_commands_and_snapshots_ane
     assert app.repository.get("carol") == project_aggregate(None, app.events.get("carol"))
 
 
-def test_the_same_commands_write_the_same_events_and_the_same_replies(make_ledger):
-    ledger = make_ledger(FIXTURE["catalog"], LEDGER_SNAPSHOT_INTERVAL=history.SNAPSHOT_INTERVAL)
+def test_the_same_commands_write_the_same_events_and_the_same_replies():
+    ledger = Ledger(FIXTURE["catalog"], LEDGER_SNAPSHOT_INTERVAL=history.SNAPSHOT_INTERVAL)
     replies = history.run(ledger)
     assert replies == FIXTURE["replies"]
     stored = [

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 
 from domain.account import Account
+from tests.kit.ledger import Ledger
 
 CATALOG = """
 version = "streaming-1"
@@ -30,8 +31,8 @@ allocations.tokens = { amount = 2000, period = "month", renewal = "reset" }
 
 
 @pytest.fixture
-def ledger(make_ledger):
-    ledger = make_ledger(CATALOG)
+def ledger() -> Ledger:
+    ledger = Ledger(CATALOG)
     ledger.ok("open_account", plan="pro")
     return ledger
 

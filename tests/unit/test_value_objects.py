@@ -25,6 +25,7 @@ from domain.owed import Owed
 from domain.periods import period_containing
 from domain.top_ups import FAILED_TOP_UPS_REMEMBERED, TopUpRequest, TopUps, TopUpSettings
 from domain.usage import DailyUsage
+from tests.kit.ledger import Ledger
 from tests.unit.account_history import describe
 
 
@@ -320,9 +321,9 @@ def test_the_snapshot_keeps_its_topic():
     assert resolve_topic("domain.account:Account.Snapshot") is Account.Snapshot
 
 
-def test_a_deep_copy_of_an_account_is_equal_and_shares_nothing_that_changes(make_ledger):
+def test_a_deep_copy_of_an_account_is_equal_and_shares_nothing_that_changes():
     """Copies made by the repository's cache must not see what a command does to another."""
-    ledger = make_ledger("demo.toml")
+    ledger = Ledger("demo.toml")
     ledger.ok("open_account", plan="pro")
     ledger.ok("reserve", hold_id="h1", action="generate", ttl_seconds=60)
     ledger.ok("consume", action="generate", resource="r1")

@@ -35,7 +35,7 @@ from services.api.gateway import CommandTimedOut
 from services.api.models import ACCOUNT_ID_PATTERN, ApiError, CommandOutcome, CommandTimeoutError
 from services.api.resources import Resources, app_resources
 
-# The receipts the ledger writes with each accepted command (infra/event_store.py).
+# The receipts the ledger writes with each accepted command (infra/event_store/recorder.py).
 RECEIPTS_TABLE = "ledger_receipts"
 # A command id as the ledger takes it (1-128 characters), without control characters.
 COMMAND_ID_PATTERN = r"^[^\x00-\x1f\x7f]{1,128}$"
