@@ -13,6 +13,7 @@ from typing import Any
 from eventsourcing import popo
 from eventsourcing.persistence import ApplicationRecorder, StoredEvent
 
+from infra.event_store.batch_writes import writes_of
 from infra.receipts import Receipt, ReceiptConflict
 
 
@@ -21,18 +22,9 @@ class MemoryApplicationRecorder(popo.POPOApplicationRecorder):
         super().__init__()
         self._receipts: dict[tuple[str, str], Receipt] = {}
 
-    def insert_events(
-        self,
-        stored_events: Sequence[StoredEvent],
-        *,
-        receipts: Sequence[Receipt] = (),
-        **kwargs: Any,
-    ) -> Sequence[int] | None:
-        return super().insert_events(stored_events, receipts=receipts, **kwargs)
-
     def _assert_uniqueness(self, stored_events: Sequence[StoredEvent], **kwargs: Any) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
-        keys = [(r.account_id, r.command_id) for r in kwargs.get("receipts", ())]
+        keys = [(r.account_id, r.command_id) for r in writes_of(kwargs).receipts]
         if len(set(keys)) < len(keys):
             raise ReceiptConflict(f"receipts repeat a command: {keys}")
         for key in keys:
@@ -43,7 +35,7 @@ class MemoryApplicationRecorder(popo.POPOApplicationRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         notification_ids = super()._update_table(stored_events, **kwargs)
-        for receipt in kwargs.get("receipts", ()):
+        for receipt in writes_of(kwargs).receipts:
             self._receipts[(receipt.account_id, receipt.command_id)] = receipt
         return notification_ids
 

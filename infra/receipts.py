@@ -2,8 +2,9 @@
 
 A receipt is written in the same database transaction as the events the command produced, so
 either both exist or neither does. The event-store recorders (PostgreSQL in `infra/event_store/`,
-in-memory in `infra/memory_store.py`) take receipts through the `receipts=` keyword of
-`insert_events`, which `eventsourcing.Application.save(..., receipts=[...])` passes through.
+in-memory in `infra/memory_store.py`) take receipts in the typed object a save carries beside
+its events: `Application.save(..., writes=BatchWrites(receipts=[...]))`
+(`infra/event_store/batch_writes.py`).
 
 Only accepted commands get a receipt: a rejected command changes nothing, so a retry of it is
 decided afresh (as TigerBeetle does for failed transfers).

@@ -20,13 +20,12 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from infra.event_store.batch_writes import writes_of
 from infra.event_store.follower_tables import FollowerTables
 from infra.event_store.kafka_tables import (
     POSITION_CONFLICT,
-    KafkaPosition,
     KafkaPositionConflict,
     KafkaTables,
-    StoredReply,
 )
 from infra.receipts import Receipt, ReceiptConflict
 
@@ -127,7 +126,7 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
         timeout) so that its loop is never blocked for longer than that.
         """
         insert: Any = super().insert_events
-        if kwargs.get("single_attempt"):
+        if writes_of(kwargs).single_attempt:
             insert = functools.partial(insert.__wrapped__, self)
         try:
             return cast(Sequence[int] | None, insert(stored_events, **kwargs))
@@ -157,8 +156,8 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
         conflicts a save can meet are looked for: a Kafka position that moved, a receipt that
         exists, an event version that is taken. None found: it was transient after all.
         """
-        positions: Sequence[KafkaPosition] = kwargs.get("kafka_positions") or ()
-        receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
+        writes = writes_of(kwargs)
+        positions, receipts = writes.kafka_positions, writes.receipts
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             for position in positions:
                 curs.execute(
@@ -198,14 +197,15 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
-        read_versions: dict[str, int] = kwargs.get("read_versions") or {}
+        writes = writes_of(kwargs)
+        read_versions = writes.read_versions
         if read_versions:
             curs.execute(self.select_versions_statement, (list(read_versions),))
             stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
             stale = sorted(a for a, version in read_versions.items() if stored.get(a) != version)
             if stale:
                 raise StaleRead(f"accounts written since they were read: {stale[:5]}")
-        positions: Sequence[KafkaPosition] = kwargs.get("kafka_positions") or ()
+        positions = writes.kafka_positions
         for position in positions:
             curs.execute(
                 self.advance_position_statement,
@@ -217,7 +217,7 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
                     position.next_offset,
                 ),
             )
-        replies: Sequence[StoredReply] = kwargs.get("kafka_replies") or ()
+        replies = writes.kafka_replies
         if replies:
             curs.executemany(
                 self.insert_reply_statement,
@@ -235,9 +235,9 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
                     for r in replies
                 ],
             )
-        receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
+        receipts = writes.receipts
         if receipts:
-            traces: dict[tuple[str, str], str] = kwargs.get("command_traces") or {}
+            traces = writes.command_traces
             curs.executemany(
                 self.insert_receipt_statement,
                 [

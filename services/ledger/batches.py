@@ -18,6 +18,7 @@ from eventsourcing.persistence import DataError, PersistenceError
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.dlq import DlqCode
+from infra.event_store.batch_writes import BatchWrites
 from infra.event_store.kafka_tables import KafkaPosition, KafkaPositionConflict, StoredReply
 from infra.metrics import LEDGER_BATCH_RECORDS, LEDGER_BATCH_SECONDS
 from services.ledger.command_spans import CommandSpans
@@ -161,18 +162,22 @@ class BatchApplier:
 
         spans = CommandSpans(commands)
 
-        def keep_replies(replies: list[Reply]) -> dict[str, Any]:
-            return {"kafka_replies": self._stored_replies(commands, replies, poisons, spans)}
+        def keep_replies(replies: list[Reply]) -> BatchWrites:
+            return BatchWrites(
+                kafka_replies=self._stored_replies(commands, replies, poisons, spans)
+            )
+
+        writes = BatchWrites(
+            kafka_positions=positions,
+            # Saved with the receipts: the relay puts them in the events' CloudEvents.
+            command_traces=spans.traceparents,
+            single_attempt=True,  # retried here, the loop answering in between
+        )
 
         def handle() -> list[Reply]:
             try:
                 return self.service.handle_many(
-                    [d.command for d in commands],
-                    save_with_replies=keep_replies,
-                    kafka_positions=positions,
-                    # Saved with the receipts: the relay puts them in the events' CloudEvents.
-                    command_traces=spans.traceparents,
-                    single_attempt=True,  # retried here, the loop answering in between
+                    [d.command for d in commands], save_with_replies=keep_replies, writes=writes
                 )
             except KafkaPositionConflict as conflict:
                 raise PositionMoved(str(conflict)) from conflict

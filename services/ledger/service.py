@@ -12,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +28,7 @@ from domain.clock import Clock
 from domain.commands import Command, OpenAccount, parse_command
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
+from infra.event_store.batch_writes import NO_WRITES, BatchWrites
 from infra.ledger_application import LedgerApplication
 from infra.receipts import Receipt, ReceiptConflict, ReceiptReader
 from services.ledger.handlers import decide
@@ -89,14 +90,14 @@ class LedgerService:
         self,
         commands: Sequence[bytes | str | dict[str, Any] | Command],
         *,
-        save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None = None,
-        **save_kwargs: Any,
+        save_with_replies: Callable[[list[Reply]], BatchWrites] | None = None,
+        writes: BatchWrites = NO_WRITES,
     ) -> list[Reply]:
         """Decide a batch in memory, then save every account and receipt in one transaction.
 
-        `save_kwargs` go to the recorder with the events (e.g. the Kafka positions the batch
-        came from). `save_with_replies`, if given, is called with the decided replies (before
-        they have a `position`) on every attempt, and what it returns is saved too: the Kafka
+        `writes` go to the recorder with the events (e.g. the Kafka positions the batch came
+        from). `save_with_replies`, if given, is called with the decided replies (before they
+        have a `position`) on every attempt, and the replies it returns are saved too: the Kafka
         consumer keeps the replies in the same transaction so that a crash cannot lose them.
         """
         if len(commands) > MAX_BATCH:
@@ -109,13 +110,13 @@ class LedgerService:
             # Always in ascending order, so two batches sharing accounts cannot deadlock.
             for stripe in stripes:
                 held.enter_context(self._account_locks[stripe])
-            return self._decide_and_save(parsed, save_with_replies, save_kwargs)
+            return self._decide_and_save(parsed, save_with_replies, writes)
 
     def _decide_and_save(
         self,
         parsed: list[Command | Reply],
-        save_with_replies: Callable[[list[Reply]], dict[str, Any]] | None,
-        save_kwargs: dict[str, Any],
+        save_with_replies: Callable[[list[Reply]], BatchWrites] | None,
+        writes: BatchWrites,
     ) -> list[Reply]:
         touched = list(dict.fromkeys(c.account_id for c in parsed if not isinstance(c, Reply)))
         for attempt in range(1, self.max_attempts + 1):
@@ -130,7 +131,7 @@ class LedgerService:
                     self.app.forget(touched)
                     decisions = self._decide(parsed, self.clock.now(), read_receipts=True)
                 changed = [a for a in decisions.accounts.values() if a and a.pending_events]
-                extra = save_with_replies(decisions.replies) if save_with_replies else {}
+                replies = save_with_replies(decisions.replies) if save_with_replies else writes
                 # Accounts decided on but not changed (a refusal writes nothing): the save
                 # checks that no other writer moved them on since they were read.
                 read = {
@@ -138,11 +139,13 @@ class LedgerService:
                     for account_id, account in decisions.accounts.items()
                     if account is not None and not account.pending_events
                 }
-                if read:
-                    extra["read_versions"] = read
-                recordings = self.app.save(
-                    *changed, receipts=decisions.receipts, **save_kwargs, **extra
+                batch = replace(
+                    writes,
+                    receipts=decisions.receipts,
+                    kafka_replies=replies.kafka_replies,
+                    read_versions=read,
                 )
+                recordings = self.app.save(*changed, writes=batch)
             except IntegrityError as conflict:
                 # Someone else wrote these accounts (a version conflict, or a stale read): what
                 # is cached of them is stale.

@@ -19,6 +19,7 @@ from eventsourcing.domain import (
 )
 from eventsourcing.persistence import IntegrityError, OperationalError
 
+from infra.event_store.batch_writes import BatchWrites
 from infra.event_store.env import event_store_env
 from infra.event_store.kafka_tables import KafkaPosition, KafkaPositionConflict
 from infra.event_store.recorder import CreditsPostgresRecorder
@@ -66,7 +67,7 @@ def test_receipt_is_stored_with_the_events_and_read_back(app: Application[str]) 
     account_id = f"acct-{uuid.uuid4().hex[:8]}"
     counter = Counter(id=account_id)
 
-    app.save(counter, receipts=[_receipt(account_id, "cmd-1")])
+    app.save(counter, writes=BatchWrites(receipts=[_receipt(account_id, "cmd-1")]))
 
     recorder = app.recorder
     assert isinstance(recorder, CreditsPostgresRecorder)
@@ -80,12 +81,12 @@ def test_a_second_receipt_for_the_same_command_rolls_back_its_events(
 ) -> None:
     account_id = f"acct-{uuid.uuid4().hex[:8]}"
     counter = Counter(id=account_id)
-    app.save(counter, receipts=[_receipt(account_id, "cmd-1")])
+    app.save(counter, writes=BatchWrites(receipts=[_receipt(account_id, "cmd-1")]))
     loaded: Counter = app.repository.get(account_id)
     loaded.increment()
 
     with pytest.raises(ReceiptConflict):
-        app.save(loaded, receipts=[_receipt(account_id, "cmd-1")])
+        app.save(loaded, writes=BatchWrites(receipts=[_receipt(account_id, "cmd-1")]))
 
     # The increment was in the same transaction as the conflicting receipt: it is not stored.
     assert app.repository.get(account_id, version=None).version == 1
@@ -95,8 +96,8 @@ def test_a_second_receipt_for_the_same_command_rolls_back_its_events(
 def test_receipts_are_scoped_by_account(app: Application[str]) -> None:
     first, second = (f"acct-{uuid.uuid4().hex[:8]}" for _ in range(2))
 
-    app.save(Counter(id=first), receipts=[_receipt(first, "same-id")])
-    app.save(Counter(id=second), receipts=[_receipt(second, "same-id")])
+    app.save(Counter(id=first), writes=BatchWrites(receipts=[_receipt(first, "same-id")]))
+    app.save(Counter(id=second), writes=BatchWrites(receipts=[_receipt(second, "same-id")]))
 
     recorder = app.recorder
     assert isinstance(recorder, CreditsPostgresRecorder)
@@ -123,7 +124,10 @@ def test_a_caller_with_retries_of_its_own_gets_a_single_attempt(
     # The library's pause between its tries.
     monkeypatch.setattr(eventsourcing.utils, "sleep", lambda seconds: None)
     with pytest.raises(OperationalError):
-        app.save(Counter(f"gone-{uuid.uuid4().hex[:8]}"), single_attempt=single_attempt)
+        app.save(
+            Counter(f"gone-{uuid.uuid4().hex[:8]}"),
+            writes=BatchWrites(single_attempt=single_attempt),
+        )
     assert len(calls) == attempts
 
 
@@ -140,8 +144,10 @@ def test_a_conflict_reported_as_an_aborted_pipeline_is_raised_as_that_conflict(
     group = f"group-{uuid.uuid4().hex[:8]}"
     app.save(
         Counter(id=account_id),
-        receipts=[_receipt(account_id, "cmd-1")],
-        kafka_positions=[KafkaPosition(group, "commands", 0, None, 10)],
+        writes=BatchWrites(
+            receipts=[_receipt(account_id, "cmd-1")],
+            kafka_positions=[KafkaPosition(group, "commands", 0, None, 10)],
+        ),
     )
     counter: Counter = app.repository.get(account_id)
     counter.increment()
@@ -165,8 +171,10 @@ def test_a_conflict_reported_as_an_aborted_pipeline_is_raised_as_that_conflict(
     with pytest.raises(raised) as error:
         app.save(
             counter,
-            receipts=[_receipt(account_id, receipt)],
-            kafka_positions=[KafkaPosition(group, "commands", 0, expected_offset, 11)],
-            single_attempt=True,
+            writes=BatchWrites(
+                receipts=[_receipt(account_id, receipt)],
+                kafka_positions=[KafkaPosition(group, "commands", 0, expected_offset, 11)],
+                single_attempt=True,
+            ),
         )
     assert type(error.value) is raised
