@@ -114,15 +114,14 @@ class Account(HoldCommands):
         metadata: dict[str, Any],
     ) -> results.Consumed:
         with self._command(ctx):
-            price = pricing.use_price(
-                ctx.catalog,
-                self.plan,
+            price = self._priced_use(
+                ctx,
                 action=action,
                 credit_type=credit_type,
                 amount=amount,
                 quantity=quantity,
+                resource=resource,
             )
-            self._check_limits(ctx, action, resource, quantity)
             breakdown, overdraft = self._take(ctx, price.credit_type, price.amount, overdraft=True)
             self._trigger(
                 ctx,

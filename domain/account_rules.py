@@ -220,6 +220,28 @@ class AccountRules(AccountState, BaseAggregate[str]):
         )
         return lot_id
 
+    def _priced_use(
+        self,
+        ctx: Context,
+        *,
+        action: str | None,
+        credit_type: str | None,
+        amount: int | None,
+        quantity: int,
+        resource: str | None,
+    ) -> pricing.UsePrice:
+        """What a use (a consume, a reserve) costs on this plan, once its limits allow it."""
+        price = pricing.use_price(
+            ctx.catalog,
+            self.plan,
+            action=action,
+            credit_type=credit_type,
+            amount=amount,
+            quantity=quantity,
+        )
+        self._check_limits(ctx, action, resource, quantity)
+        return price
+
     def _check_limits(
         self, ctx: Context, action: str | None, resource: str | None, quantity: int
     ) -> None:

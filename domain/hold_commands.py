@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from domain import events, pricing, results
+from domain import events, results
 from domain.account_rules import AccountRules, Context
 from domain.errors import ErrorCode, LedgerError
 from domain.periods import utc_day
@@ -43,15 +43,14 @@ class HoldCommands(AccountRules):
             if quantity is None:
                 spec = ctx.catalog.actions.get(action or "")
                 quantity = spec.max_quantity if spec and spec.max_quantity else 1
-            price = pricing.use_price(
-                ctx.catalog,
-                self.plan,
+            price = self._priced_use(
+                ctx,
                 action=action,
                 credit_type=credit_type,
                 amount=amount,
                 quantity=quantity,
+                resource=resource,
             )
-            self._check_limits(ctx, action, resource, quantity)
             # Holds never overdraw: what is held must exist.
             breakdown, _ = self._take(ctx, price.credit_type, price.amount, overdraft=False)
             expires_at = ctx.now + timedelta(seconds=ttl_seconds)
