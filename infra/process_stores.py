@@ -13,8 +13,8 @@ the first borrower opens, the last one to give back closes.
   main loop's components (api, projector, payments) share one.
 
 At the defaults (`CREDITS_PG_POOL_SIZE=4`) a process holds at most 4 event-store connections,
-4 asyncpg ones, the relay's lock connection, the projector's LISTEN connection and a health
-probe's: 11 (a test counts them in `pg_stat_activity`).
+4 asyncpg ones, the relay's lock connection, the projector's and the API's LISTEN connections
+and a `/readyz` probe's: 12 (a test counts them in `pg_stat_activity` while the process works).
 """
 
 from __future__ import annotations

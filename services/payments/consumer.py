@@ -35,7 +35,7 @@ from infra.retry import UNTIL_BACK, Stopped, retry
 from infra.settings import Settings, Topic
 from services.payments.customers import Customers, PostgresCustomers
 from services.payments.handler import PaymentHandler
-from services.payments.pool import acquire_timeout_seconds, open_pool
+from services.payments.pool import acquire_timeout_seconds, close_pool, open_pool
 from services.payments.processing import KAFKA_OUTAGES, RecordProcessor
 from services.payments.purchases import PostgresPurchases
 from services.payments.stripe_api import StripeApi
@@ -152,9 +152,9 @@ async def _run(
             on_state=readiness.on_state,
         )
 
-    # One pool for both tables: the component holds at most `POOL_MAX_SIZE` connections.
+    # The process's pool, for both tables.
     pool = await until_up(lambda: open_pool(settings), "opening PostgreSQL")
-    owned.append(pool.close)
+    owned.append(lambda: close_pool(pool))
     wait_seconds = acquire_timeout_seconds(settings)
     purchases = PostgresPurchases(pool, acquire_timeout_seconds=wait_seconds)
     await until_up(purchases.create_tables, "creating the payment tables")

@@ -23,7 +23,7 @@ from asyncpg.pool import PoolAcquireContext
 from infra.outages import ASYNCPG_OUTAGE
 from infra.schema_lock import creating_schema_asyncpg
 from infra.settings import Settings
-from services.payments.pool import PoolOf, acquire_timeout_seconds, open_pool
+from services.payments.pool import PoolOf, acquire_timeout_seconds, close_pool, open_pool
 from services.payments.stripe_api import StripeApi
 
 log = structlog.get_logger("credits.payments")
@@ -55,12 +55,13 @@ class PostgresCustomers:
         try:
             await customers.create_table()
         except BaseException:
-            await pool.close()
+            await close_pool(pool)
             raise
         return customers
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Gives back the pool `open` borrowed (one passed in is its lender's to give back)."""
+        await close_pool(self._pool)
 
     def _connection(self) -> PoolAcquireContext:
         return self._pool.acquire(timeout=self._acquire_timeout_seconds)

@@ -50,7 +50,7 @@ from services.payments.checkout import (
     session_params,
 )
 from services.payments.customers import checkout_customer_of
-from services.payments.pool import PoolOf, acquire_timeout_seconds, open_pool
+from services.payments.pool import PoolOf, acquire_timeout_seconds, close_pool, open_pool
 from services.payments.signature import WebhookRefused, verify_stripe_event
 from services.payments.stripe_client import build_stripe_client
 
@@ -140,7 +140,7 @@ class PaymentRoutes:
                 await producer.stop()
         if self._pool is not None:
             pool, self._pool = self._pool, None
-            await pool.close()
+            await close_pool(pool)
 
     async def _own_pool(self) -> asyncpg.Pool:
         if self._pool is None:

@@ -1,5 +1,5 @@
-"""The payment side's PostgreSQL connections (asyncpg, through `infra.pg_pool`), in the
-service's database."""
+"""The payment side's PostgreSQL connections: the asyncpg pool of its process
+(`infra/process_stores.py`), shared with the other components there, in the service's database."""
 
 from __future__ import annotations
 
@@ -7,17 +7,20 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from infra.pg_pool import create_pool
+from infra.process_stores import borrow_pool, give_back_pool
 from infra.settings import Settings
-
-POOL_MAX_SIZE = 2
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
-    """Opened with one connection: raises one of `infra.outages.ASYNCPG_OUTAGE` when the server
-    does not answer within `CREDITS_PG_CONNECT_TIMEOUT_SECONDS`. A connection lost later (a
-    server restart) is replaced on its next acquire."""
-    return await create_pool(settings, max_size=POOL_MAX_SIZE)
+    """The process's pool (opened with one connection if it is the first borrower): raises one
+    of `infra.outages.ASYNCPG_OUTAGE` when the server does not answer within
+    `CREDITS_PG_CONNECT_TIMEOUT_SECONDS`. A connection lost later (a server restart) is replaced
+    on its next acquire. Give it back with `close_pool`."""
+    return await borrow_pool(settings)
+
+
+async def close_pool(pool: asyncpg.Pool) -> None:
+    await give_back_pool(pool)
 
 
 def acquire_timeout_seconds(settings: Settings) -> float:

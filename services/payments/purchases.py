@@ -37,7 +37,7 @@ from asyncpg.pool import PoolAcquireContext
 from infra.schema_lock import creating_schema_asyncpg
 from infra.settings import Settings
 from services.payments.mapping import Command
-from services.payments.pool import acquire_timeout_seconds, open_pool
+from services.payments.pool import acquire_timeout_seconds, close_pool, open_pool
 from services.payments.refunds import Refunded, Revoked, refund_revoke, revoke_step
 
 PURCHASES = "payments_purchases"
@@ -132,12 +132,13 @@ class PostgresPurchases:
         try:
             await purchases.create_tables()
         except BaseException:
-            await pool.close()
+            await close_pool(pool)
             raise
         return purchases
 
     async def close(self) -> None:
-        await self._pool.close()
+        """Gives back the pool `open` borrowed (one passed in is its lender's to give back)."""
+        await close_pool(self._pool)
 
     async def expire_connections(self) -> None:
         """Every pooled connection is replaced before its next use: after a restart of the
