@@ -9,7 +9,7 @@ VENV := .local/venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help run test lint bench stack helm stop clean compose-check
+.PHONY: help run test lint bench stack helm helm-start stop clean compose-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -21,7 +21,7 @@ $(INSTALLED): pyproject.toml
 	$(BIN)/pip install --progress-bar off -e '.[dev]'
 	touch $@
 
-stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them, and Chromium for the browser tests, when missing)
+stack: helm-start $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them, and Chromium for the browser tests, when missing)
 	deploy/local/postgres.sh up
 	deploy/local/kafka.sh up
 	deploy/local/chromium.sh up
@@ -29,6 +29,9 @@ stack: $(INSTALLED) ## start the local PostgreSQL and Kafka (installs them, and 
 
 helm: ## build helm for the chart test (pinned; Go fetches it from the module proxy, once)
 	deploy/local/helm.sh up
+
+helm-start: # a first helm build runs in the background while the rest of the stack is set up
+	deploy/local/helm.sh start
 
 run: stack ## start the local stack, then every component in the foreground (Ctrl-C stops)
 	$(BIN)/credits run all
