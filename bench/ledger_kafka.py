@@ -29,7 +29,7 @@ from infra.kafka_topics import partition_counts
 from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings, Topic
 from services.ledger.service import LedgerService, SystemClock
-from tests.kit.stripe_fake import free_port
+from tests.kit.ports import free_port
 
 CATALOG_PATH = Path(__file__).with_name("catalog.toml")
 ACCOUNTS = 10_000

@@ -31,7 +31,7 @@ from infra.ledger_application import LedgerApplication
 from infra.settings import PROJECT_DIR, Settings
 from services.api import keys
 from services.ledger.service import LedgerService, SystemClock
-from tests.kit.stripe_fake import free_port
+from tests.kit.ports import free_port
 
 PAYMENTS = 200
 WARM_UP_PAYMENTS = 5

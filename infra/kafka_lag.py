@@ -25,6 +25,10 @@ class ConsumerLag:
         self._positions[partition] = next_offset
 
     def report(self, consumer: AIOKafkaConsumer) -> None:
+        # A partition taken away since the poll (a rebalance, a broker gone) has no high watermark
+        # here any more: aiokafka asserts on asking, and a metric must never stop a component.
+        assigned = consumer.assignment()
+        self.forget([partition for partition in self._positions if partition not in assigned])
         for partition, position in self._positions.items():
             high = consumer.highwater(partition)
             if high is not None:

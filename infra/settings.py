@@ -30,7 +30,8 @@ class Settings(KafkaSettings):
     pg_password: str = "credits"
     pg_database: str = "credits"
     # Most connections of each of a process's two pools (its event store's, its asyncpg one: see
-    # infra/process_stores.py). Two cores: a handful saturates them; more only queue in PostgreSQL.
+    # infra/process_event_store.py). Two cores: a handful saturates them; more only queue in
+    # PostgreSQL.
     pg_pool_size: int = Field(default=4, ge=1, le=64)
     pg_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
 

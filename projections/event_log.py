@@ -22,7 +22,7 @@ from eventsourcing.utils import resolve_topic
 
 from domain.account import Account
 from infra.ledger_application import LedgerApplication
-from infra.process_stores import borrow_event_store
+from infra.process_event_store import borrow_event_store
 from infra.settings import Settings
 from projections.storable import MESSAGE_BYTES, storable_event, storable_text
 
@@ -185,7 +185,7 @@ class _FastDecoder:
 def open_event_log(settings: Settings) -> tuple[EventLog, LedgerApplication]:
     """The log of the process's event-store application on `settings`' database (creating its
     tables if new). The application is returned so the caller can give it back
-    (`infra.process_stores.give_back_event_store`); only its mapper and names are used."""
+    (`infra.process_event_store.give_back_event_store`); only its mapper and names are used."""
     app = borrow_event_store(settings)
     recorder: Any = app.recorder
     table = f"{recorder.datastore.schema}.{recorder.events_table_name}"

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import asyncpg
 
 from domain.catalog import Catalog, load_catalog
-from infra.process_stores import borrow_pool, give_back_event_store, give_back_pool
+from infra.process_event_store import give_back_event_store
+from infra.process_pool import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.event_log import EventLog, open_event_log
 from projections.projection import Projection

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.settings import PROJECT_DIR, Settings
-from tests.faults.component_process import free_port
+from tests.kit.ports import free_port
 
 
 class LedgerProcess:

@@ -11,7 +11,7 @@ import asyncpg
 from fastapi import Request
 
 from domain.catalog import Catalog, load_catalog
-from infra.process_stores import borrow_pool, give_back_pool
+from infra.process_pool import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.registry import build_projections
 from projections.store import ensure_tables

@@ -34,7 +34,7 @@ from domain.catalog import load_catalog
 from infra.ledger_application import LedgerApplication
 from infra.ops_server import dependency_checks, ops_app, serve_ops
 from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
-from infra.process_stores import borrow_event_store, give_back_event_store
+from infra.process_event_store import borrow_event_store, give_back_event_store
 from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings
@@ -81,9 +81,9 @@ async def run_ledger(settings: Settings, stop: asyncio.Event) -> None:
 
 async def _run_ledger_here(settings: Settings, stop: asyncio.Event) -> None:
     # The ledger is its partitions' only writer, so its cached accounts are current: no query
-    # per account to fast-forward them (see infra/process_stores.py). It forgets the accounts of
-    # partitions it loses in a rebalance, and another writer shows up as a version conflict, on
-    # which the service forgets the cached account and retries.
+    # per account to fast-forward them (see infra/process_event_store.py). It forgets the
+    # accounts of partitions it loses in a rebalance, and another writer shows up as a version
+    # conflict, on which the service forgets the cached account and retries.
     try:
         # Opening it creates the tables: a ledger started while PostgreSQL is away waits for it.
         app = await retry(

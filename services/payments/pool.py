@@ -1,5 +1,5 @@
 """The payment side's PostgreSQL connections: the asyncpg pool of its process
-(`infra/process_stores.py`), shared with the other components there, in the service's database."""
+(`infra/process_pool.py`), shared with the other components there, in the service's database."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import asyncpg
 
-from infra.process_stores import borrow_pool, give_back_pool
+from infra.process_pool import borrow_pool, give_back_pool
 from infra.settings import Settings
 
 

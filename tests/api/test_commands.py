@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ast
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -18,16 +17,10 @@ from services.api import keys
 from services.api.app import close_app, create_app
 from services.api.models import CommandOutcome, CommandTimeoutError
 from tests.api.conftest import api_settings_for, bearer, create_key, start_api
+from tests.kit.ports import free_port
 from tests.ledger_harness import RunningLedger, own_topics
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 def test_the_api_never_opens_the_event_store():
@@ -109,7 +102,7 @@ async def test_no_reply_in_time_is_504_with_the_command_id_and_the_outcome_comes
 async def test_with_kafka_down_commands_are_503_with_retry_after(api_settings: Settings):
     no_kafka = api_settings.model_copy(
         update={
-            "kafka_bootstrap": f"127.0.0.1:{_closed_port()}",
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
             "kafka_request_timeout_seconds": 1,
         }
     )
@@ -133,7 +126,7 @@ async def test_with_kafka_down_commands_are_503_with_retry_after(api_settings: S
 
 async def test_with_postgres_down_every_v1_route_is_503_with_retry_after(api_settings: Settings):
     no_postgres = api_settings.model_copy(
-        update={"pg_port": _closed_port(), "pg_connect_timeout_seconds": 1}
+        update={"pg_port": free_port(), "pg_connect_timeout_seconds": 1}
     )
     app = create_app(no_postgres)
     transport = httpx.ASGITransport(app=app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from infra.settings import Settings
 from services.api import keys
 from services.api.server import run_api
 from tests.api.conftest import create_key
+from tests.kit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -27,17 +27,10 @@ MAX_EXAMPLES = 25
 RUN_TIMEOUT_SECONDS = 600
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 async def test_schemathesis_finds_no_failure_on_the_live_api(
     api_settings: Settings, ledger, projector_running, tmp_path: Path
 ):
-    live = api_settings.model_copy(update={"http_port": _free_port(), "ops_port": _free_port()})
+    live = api_settings.model_copy(update={"http_port": free_port(), "ops_port": free_port()})
     admin_key = await create_key(live, keys.Scope.admin, name="schemathesis")
     ops_key = await create_key(live, keys.Scope.ops, name="schemathesis")
     stop = asyncio.Event()

@@ -24,9 +24,10 @@ from infra.kafka_probe import broker_answers
 from infra.kafka_topics import create_topics
 from infra.retry import Backoff, retry
 from tests.faults.command_load import CommandLoad
-from tests.faults.component_process import ComponentProcess, free_port
+from tests.faults.component_process import ComponentProcess
 from tests.faults.direct_writer import DirectWriter
 from tests.faults.private_stack import PrivateStack
+from tests.kit.ports import free_port
 
 # The components under test, and the ledger that turns the load into events.
 WATCHED = ("relay", "projector", "scheduler")

@@ -31,7 +31,7 @@ from services.payments.http import payments_producer
 from services.payments.metadata import PaymentMetadata
 from tests.databases import fresh_database
 from tests.faults.private_stack import PrivateStack
-from tests.kit.stripe_fake import free_port
+from tests.kit.ports import free_port
 from tests.payments.conftest import CATALOGS, memory_ledger, payments_app, signed, stripe_event
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]

@@ -23,9 +23,10 @@ from infra.kafka_topics import create_topics, delete_topics
 from services.cli.supervisor import COMPONENTS, HARD_STOP_EXIT_STATUS
 from tests.databases import fresh_database
 from tests.faults.command_load import CommandLoad
-from tests.faults.component_process import ComponentProcess, free_port
+from tests.faults.component_process import ComponentProcess
 from tests.faults.outage_run import RECOVER_TIMEOUT_SECONDS, eventually
 from tests.faults.private_stack import PrivateStack
+from tests.kit.ports import free_port
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration]
 

@@ -4,7 +4,6 @@ the ops port there (its process's ops port: tests/integration/test_component_pro
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import httpx
 import pytest
@@ -13,15 +12,9 @@ from infra.settings import Settings
 from services.api.keys import Scope
 from services.cli.supervisor import run_api
 from tests.api.conftest import bearer, create_key
+from tests.kit.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
@@ -29,8 +22,8 @@ async def test_the_api_component_serves_reads_health_and_the_stripe_webhook(
 ) -> None:
     mine = settings.model_copy(
         update={
-            "http_port": _free_port(),
-            "ops_port": _free_port(),
+            "http_port": free_port(),
+            "ops_port": free_port(),
             "stripe_webhook_secrets": "whsec_test",
         }
     )

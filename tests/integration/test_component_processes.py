@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from infra.settings import Settings
-from tests.faults.component_process import ComponentProcess, free_port
+from tests.faults.component_process import ComponentProcess
+from tests.kit.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]
 

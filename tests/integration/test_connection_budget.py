@@ -1,10 +1,12 @@
 """`credits run all` at the default settings holds at most 12 PostgreSQL connections, also while
 it works: one event-store application and one asyncpg pool for the whole process
-(infra/process_stores.py), counted in `pg_stat_activity` while commands and reads go through."""
+(infra/process_event_store.py, infra/process_pool.py), counted in `pg_stat_activity` while
+commands and reads go through."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -14,7 +16,9 @@ import pytest
 from infra.settings import Settings
 from services.api.keys import Scope
 from tests.api.conftest import bearer, create_key
-from tests.faults.component_process import ComponentProcess, free_port
+from tests.databases import fresh_database
+from tests.faults.component_process import ComponentProcess
+from tests.kit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +68,19 @@ async def _work(client: httpx.AsyncClient, key: str, account: int) -> list[str]:
     return statuses
 
 
+@pytest.fixture
+def own_database(topics: Settings, base_settings: Settings) -> Iterator[Settings]:
+    """A database of this test's own: every connection to it is the process's (or the
+    watcher's), none of the other tests' pools in the session's database."""
+    name = f"{topics.pg_database}_budget"
+    with fresh_database(base_settings, name):
+        yield topics.model_copy(update={"pg_database": name})
+
+
 async def test_run_all_holds_at_most_twelve_connections_while_it_works(
-    topics: Settings, tmp_path: Path
+    own_database: Settings, tmp_path: Path
 ) -> None:
-    mine = topics.model_copy(update={"http_port": free_port(), "ops_port": free_port()})
+    mine = own_database.model_copy(update={"http_port": free_port(), "ops_port": free_port()})
     admin_key = await create_key(mine, Scope.admin)
     process = ComponentProcess("all", mine, tmp_path)
     counts: list[int] = []

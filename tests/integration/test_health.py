@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import socket
-
 import httpx
 import pytest
 
 from infra.settings import Settings
 from services.api.app import create_app
+from tests.kit.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database")]
-
-
-def _closed_port() -> int:
-    # Bind then release: nothing listens there for the rest of the test.
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 async def _get_healthz(settings: Settings) -> httpx.Response:
@@ -40,7 +31,7 @@ async def test_healthz_is_200_when_postgres_and_kafka_answer(settings: Settings)
 async def test_healthz_is_503_naming_kafka_when_no_broker_answers(settings: Settings) -> None:
     no_kafka = settings.model_copy(
         update={
-            "kafka_bootstrap": f"127.0.0.1:{_closed_port()}",
+            "kafka_bootstrap": f"127.0.0.1:{free_port()}",
             "kafka_request_timeout_seconds": 1,
         }
     )
@@ -55,7 +46,7 @@ async def test_healthz_is_503_naming_kafka_when_no_broker_answers(settings: Sett
 
 async def test_healthz_is_503_naming_postgres_when_it_does_not_answer(settings: Settings) -> None:
     no_postgres = settings.model_copy(
-        update={"pg_port": _closed_port(), "pg_connect_timeout_seconds": 1}
+        update={"pg_port": free_port(), "pg_connect_timeout_seconds": 1}
     )
 
     response = await _get_healthz(no_postgres)

@@ -16,7 +16,8 @@ import pytest
 from infra.settings import Settings
 from services.api.keys import Scope
 from tests.api.conftest import bearer, create_key
-from tests.faults.component_process import ComponentProcess, LogLine, free_port
+from tests.faults.component_process import ComponentProcess, LogLine
+from tests.kit.ports import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("pg_database", "kafka_topics")]
 

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -31,15 +30,11 @@ from typing import Any
 
 import httpx
 
+from tests.kit.ports import free_port
+
 START_TIMEOUT_SECONDS = 20.0
 # The project root (tests/kit/ is two levels down): `-m tests.kit.stripe_fake` runs from there.
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class FakeStripe:

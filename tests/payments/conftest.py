@@ -32,7 +32,8 @@ from tests.databases import fresh_database
 from tests.kafka_client import created_topics
 from tests.kit.clock import SettableClock
 from tests.kit.ledger import Ledger
-from tests.kit.stripe_fake import FakeStripe, free_port
+from tests.kit.ports import free_port
+from tests.kit.stripe_fake import FakeStripe
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"
 OLD_SECRET = "whsec_old_test_secret"

@@ -38,7 +38,8 @@ from services.payments.replies import refund_key
 from tests.databases import fresh_database
 from tests.kafka_client import KafkaTestClient, created_topics
 from tests.kit.asyncapi_schemas import schema_errors
-from tests.kit.stripe_fake import FakeStripe, free_port
+from tests.kit.ports import free_port
+from tests.kit.stripe_fake import FakeStripe
 from tests.payments.conftest import payments_app, read_topic, signed, stripe_event
 
 pytestmark = pytest.mark.integration

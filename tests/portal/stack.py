@@ -25,7 +25,8 @@ from services.api.changes import ChangeFeed
 from services.api.gateway import CommandGateway
 from tests.api.conftest import PORTAL_SECRET, bearer, create_key
 from tests.databases import fresh_database
-from tests.kit.stripe_fake import FakeStripe, free_port
+from tests.kit.ports import free_port
+from tests.kit.stripe_fake import FakeStripe
 from tests.ledger_harness import RunningLedger, own_topics
 
 CATALOGS = Path(__file__).resolve().parents[2] / "domain" / "catalogs"

@@ -15,7 +15,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from infra.settings import PROJECT_DIR, Settings
 from services.cli import supervisor as runner
-from tests.faults.component_process import free_port
+from tests.kit.ports import free_port
 
 
 async def stops_cleanly(_: Settings, stop: asyncio.Event) -> None:

@@ -1,4 +1,5 @@
-"""What the components of one process share: one event-store application and one asyncpg pool.
+"""What the components of one process share: one event-store application (and one asyncpg
+pool, `infra/process_pool.py`).
 
 `credits run all` runs six components in one process. Each opening its own event-store
 application and pool held 41 PostgreSQL connections at the default pool size; PostgreSQL's
@@ -19,15 +20,11 @@ and a `/readyz` probe's: 12 (a test counts them in `pg_stat_activity` while the 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from dataclasses import dataclass
 
-import asyncpg
-
 from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
-from infra.pg_pool import create_pool
 from infra.settings import Settings
 
 
@@ -76,41 +73,3 @@ def give_back_event_store(app: LedgerApplication) -> None:
         if share.borrowers == 0:
             del _EVENT_STORES[key]
             app.close()
-
-
-@dataclass
-class _PoolShare:
-    pool: asyncpg.Pool
-    borrowers: int
-
-
-# By event loop (asyncpg pools cannot cross loops) and database; touched only from that loop.
-_PoolKey = tuple[asyncio.AbstractEventLoop, str]
-_POOLS: dict[_PoolKey, _PoolShare] = {}
-_OPENING: dict[_PoolKey, asyncio.Lock] = {}
-
-
-async def borrow_pool(settings: Settings) -> asyncpg.Pool:
-    """The asyncpg pool of this event loop on `settings`' database, opened on first use."""
-    key = (asyncio.get_running_loop(), settings.pg_dsn())
-    async with _OPENING.setdefault(key, asyncio.Lock()):
-        share = _POOLS.get(key)
-        if share is None:
-            share = _POOLS[key] = _PoolShare(await create_pool(settings), 0)
-        share.borrowers += 1
-        return share.pool
-
-
-async def give_back_pool(pool: asyncpg.Pool) -> None:
-    """Closes the pool when its last borrower gives it back."""
-    loop = asyncio.get_running_loop()
-    key = next(
-        (key for key, share in _POOLS.items() if share.pool is pool and key[0] is loop), None
-    )
-    assert key is not None, "given back a pool this loop did not lend"
-    share = _POOLS[key]
-    share.borrowers -= 1
-    if share.borrowers == 0:
-        del _POOLS[key]
-        _OPENING.pop(key, None)
-        await pool.close()
