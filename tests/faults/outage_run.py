@@ -97,7 +97,9 @@ class OutageRun:
     async def start(self) -> None:
         await create_topics(self.settings)
         for name in PROCESSES:
-            self.processes[name] = ComponentProcess(name, self.settings, self.log_dir)
+            # Every process serves an ops port: each its own.
+            own = self.settings.model_copy(update={"ops_port": free_port()})
+            self.processes[name] = ComponentProcess(name, own, self.log_dir)
         await eventually(
             lambda: all(self.processes[n].is_ready(n) for n in PROCESSES),
             "every component ready",
