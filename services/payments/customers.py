@@ -47,11 +47,14 @@ class PostgresCustomers:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_seconds: float) -> None:
         self._pool = pool
         self._acquire_timeout_seconds = acquire_timeout_seconds
+        # Set by `open`, which borrowed the pool: only then does `close` give it back.
+        self._owns_pool = False
 
     @classmethod
     async def open(cls, settings: Settings) -> PostgresCustomers:
         pool = await open_pool(settings)
         customers = cls(pool, acquire_timeout_seconds=acquire_timeout_seconds(settings))
+        customers._owns_pool = True
         try:
             await customers.create_table()
         except BaseException:
@@ -61,7 +64,9 @@ class PostgresCustomers:
 
     async def close(self) -> None:
         """Gives back the pool `open` borrowed (one passed in is its lender's to give back)."""
-        await close_pool(self._pool)
+        if self._owns_pool:
+            self._owns_pool = False
+            await close_pool(self._pool)
 
     def _connection(self) -> PoolAcquireContext:
         return self._pool.acquire(timeout=self._acquire_timeout_seconds)

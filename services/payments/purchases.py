@@ -124,11 +124,14 @@ class PostgresPurchases:
     def __init__(self, pool: asyncpg.Pool, *, acquire_timeout_seconds: float) -> None:
         self._pool = pool
         self._acquire_timeout_seconds = acquire_timeout_seconds
+        # Set by `open`, which borrowed the pool: only then does `close` give it back.
+        self._owns_pool = False
 
     @classmethod
     async def open(cls, settings: Settings) -> PostgresPurchases:
         pool = await open_pool(settings)
         purchases = cls(pool, acquire_timeout_seconds=acquire_timeout_seconds(settings))
+        purchases._owns_pool = True
         try:
             await purchases.create_tables()
         except BaseException:
@@ -138,7 +141,9 @@ class PostgresPurchases:
 
     async def close(self) -> None:
         """Gives back the pool `open` borrowed (one passed in is its lender's to give back)."""
-        await close_pool(self._pool)
+        if self._owns_pool:
+            self._owns_pool = False
+            await close_pool(self._pool)
 
     async def expire_connections(self) -> None:
         """Every pooled connection is replaced before its next use: after a restart of the
