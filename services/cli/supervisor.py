@@ -31,6 +31,7 @@ import structlog
 from eventsourcing.persistence import PersistenceError
 
 from domain.catalog import load_catalog
+from infra.http_serving import CannotListen
 from infra.ledger_application import LedgerApplication
 from infra.ops_server import dependency_checks, ops_app, serve_ops
 from infra.outages import ASYNCPG_OUTAGE, KAFKA_OUTAGE, POSTGRES_OUTAGE
@@ -237,7 +238,13 @@ NEEDS: dict[str, frozenset[str]] = {
 def run_process(names: list[str], settings: Settings) -> int:
     """`credits run`: the components until a signal, then a bounded stop of the process."""
     hard_stop = _HardStop()
-    asyncio.run(run_components(names, settings, on_stop=hard_stop.arm))
+    try:
+        asyncio.run(run_components(names, settings, on_stop=hard_stop.arm))
+    except CannotListen as error:
+        # A port setting to fix: one line that says which, not a traceback.
+        log.error("cannot start", reason=str(error))
+        print(f"credits run: {error}", file=sys.stderr)
+        return 2
     # Interpreter exit still joins threads (a blocked `asyncio.to_thread` call, the ledger's
     # loop): the armed hard stop bounds that too.
     return 0
