@@ -262,7 +262,7 @@ class AccountRules(AccountState, BaseAggregate[str]):
             return [], 0
         paid_too = ctx.catalog.may_spend_purchased(self.plan, credit_type)
         lots = self.lots.spendable(credit_type, paid_too=paid_too)
-        spendable = sum(lot.unheld for lot in lots) - self.owed.of(credit_type)
+        spendable = self.spendable(credit_type, paid_too)
         floor = ctx.catalog.credit_types[credit_type].overdraft_floor if overdraft else 0
         if spendable - amount < floor:
             frozen = "" if paid_too else f" (plan {self.plan!r} may not spend purchased)"

@@ -57,6 +57,13 @@ class AccountState:
         overdraft, debt = self.owed.overdraft, self.owed.debt
         return {ct: n - overdraft.get(ct, 0) - debt.get(ct, 0) for ct, n in unheld.items()}
 
+    def spendable(self, credit_type: str, may_spend_purchased: bool) -> int:
+        """What the plan may spend now: Σ unheld of the lots it may spend - overdraft - debt.
+        Equals `available` unless the plan may not spend purchased lots (seed 000's free tier);
+        a consume may go below it by the credit type's overdraft floor, a reserve may not."""
+        lots = self.lots.spendable(credit_type, paid_too=may_spend_purchased)
+        return sum(lot.unheld for lot in lots) - self.owed.of(credit_type)
+
     def held(self, credit_type: str) -> int:
         return self.lots.held(credit_type)
 
@@ -109,8 +116,11 @@ class AccountState:
         result: dict[str, dict[str, Any]] = {}
         for credit_type, (unheld, held, allocation_unheld, paid_unheld) in sums.items():
             allocation = self.allocations.get(credit_type)
+            available = unheld - self.owed.of(credit_type)
+            locked = 0 if catalog.may_spend_purchased(self.plan, credit_type) else paid_unheld
             result[credit_type] = {
-                "available": unheld - self.owed.of(credit_type),
+                "available": available,
+                "spendable": available - locked,
                 "held": held,
                 "allocation_remaining": allocation_unheld,
                 "purchased_remaining": paid_unheld,

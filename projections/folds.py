@@ -11,6 +11,7 @@ from domain.catalog import Catalog
 
 BALANCE_FIELDS = (
     "available",
+    "spendable",
     "held",
     "allocation_remaining",
     "purchased_remaining",

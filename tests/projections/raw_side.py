@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from domain.account import Account
+from domain.catalog import Catalog
 from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.retry import Backoff, retry
@@ -109,7 +110,7 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
         for account_id_ in side.accounts:
             events = every[account_id_]
             account = folds.fold(events)
-            await _assert_account(conn, account_id_, account, events)
+            await _assert_account(conn, account_id_, account, events, side.read_side.catalog)
             for credit_type in folds.credit_types(events):
                 outstanding[folds.key(credit_type)] += account.available(credit_type)
                 held[folds.key(credit_type)] += account.held(credit_type)
@@ -131,7 +132,7 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
 
 
 async def _assert_account(
-    conn: Any, account_id_: str, account: Account, events: list[Account.Event]
+    conn: Any, account_id_: str, account: Account, events: list[Account.Event], catalog: Catalog
 ) -> None:
     stored_id = folds.key(account_id_)
     row = await conn.fetchrow("SELECT * FROM rm_accounts WHERE account_id = $1", stored_id)
@@ -146,10 +147,18 @@ async def _assert_account(
         }
         for r in rows
     }
-    expected = folds.balances(account, events)
+    expected = folds.balances(account, events, catalog)
     assert projected == {ct: v for ct, v in expected.items() if ct in projected}
     zero = {"next_reset_at": None} | dict.fromkeys(
-        ("available", "held", "allocation_remaining", "purchased_remaining", "overdraft", "debt"),
+        (
+            "available",
+            "spendable",
+            "held",
+            "allocation_remaining",
+            "purchased_remaining",
+            "overdraft",
+            "debt",
+        ),
         0,
     )
     assert all(v == zero for ct, v in expected.items() if ct not in projected)

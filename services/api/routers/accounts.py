@@ -120,7 +120,8 @@ async def get_account(
         account = await queries.account(conn, account_id)
         if account is None:
             raise unknown_account(account_id)
-        balances = _balances(held.catalog, await queries.balances(conn, account_id))
+        rows = await queries.balances(conn, account_id)
+        balances = _balances(held.catalog, account["plan"], rows)
         holds = [
             HoldView(**_without(h, "account_id")) for h in await queries.holds(conn, account_id)
         ]
@@ -270,7 +271,17 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
-def _balances(catalog: Catalog, rows: list[dict[str, Any]]) -> dict[str, Balance]:
+def _spendable(catalog: Catalog, plan: str, credit_type: str, row: dict[str, Any]) -> int:
+    """The row's; a row stored before the column existed (null until the account's next event
+    or a rebuild) by the projection's rule."""
+    if row["spendable"] is not None:
+        return int(row["spendable"])
+    spec = catalog.credit_types.get(credit_type)
+    locked = spec is not None and not catalog.may_spend_purchased(plan, credit_type)
+    return int(row["available"]) - (int(row["purchased_remaining"]) if locked else 0)
+
+
+def _balances(catalog: Catalog, plan: str, rows: list[dict[str, Any]]) -> dict[str, Balance]:
     """Every credit type of the catalog (zero when the account never had any), and any other."""
     found = {row["credit_type"]: row for row in rows}
     result = {}
@@ -278,6 +289,7 @@ def _balances(catalog: Catalog, rows: list[dict[str, Any]]) -> dict[str, Balance
         row = found.get(credit_type)
         result[credit_type] = Balance(
             available=row["available"] if row else 0,
+            spendable=_spendable(catalog, plan, credit_type, row) if row else 0,
             held=row["held"] if row else 0,
             allocation_remaining=row["allocation_remaining"] if row else 0,
             purchased_remaining=row["purchased_remaining"] if row else 0,
