@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from domain.allocations import Allocations, AllocationState, ScheduledPlan
 from domain.catalog import PAID_SOURCES, Catalog
 from domain.errors import ErrorCode, LedgerError
-from domain.fields import Breakdown, LotId, Name
+from domain.fields import Breakdown, Identifier, LotId, Name
 from domain.holds import Hold, HoldOutcome, Holds
 from domain.lots import Lot, Lots
 from domain.owed import Owed
@@ -39,6 +39,8 @@ class AccountState:
         # Credit type → the threshold it fell to or below; re-armed once back above it.
         self.low_balance_fired: dict[Name, int] = {}
         self.usage = DailyUsage()
+        # Resource → the account's own daily limit on it (`set_resource_limit`).
+        self.resource_limits: dict[Identifier, int] = {}
         self.top_ups = TopUps()
         self.scheduled_plan: ScheduledPlan | None = None
         self.migrated_from: str | None = None

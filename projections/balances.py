@@ -96,12 +96,26 @@ HOLDS = Table(
     key=("account_id", "hold_id"),
 )
 
+# The account's own daily limit per resource (`set_resource_limit`); the plan's cap is the
+# catalog's, and the lower of the two applies.
+RESOURCE_LIMITS = Table(
+    "rm_resource_limits",
+    "account",
+    (
+        ("account_id", TEXT),
+        ("resource", TEXT),
+        ("daily_limit", EXACT_INT),
+        ("set_at", TIME),
+    ),
+    key=("account_id", "resource"),
+)
+
 PAID_SOURCES = ("purchase", "top_up")
 
 
 class BalancesProjection:
     name = "balances"
-    tables: tuple[Table, ...] = (ACCOUNTS, BALANCES, LOTS, HOLDS)
+    tables: tuple[Table, ...] = (ACCOUNTS, BALANCES, LOTS, HOLDS, RESOURCE_LIMITS)
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -144,6 +158,7 @@ class _Fold:
         self.lots = state.rows(LOTS.name)
         self.holds = state.rows(HOLDS.name)
         self.balances = state.rows(BALANCES.name)
+        self.resource_limits = state.rows(RESOURCE_LIMITS.name)
 
     def apply(self, e: Account.Event, account: Row) -> set[str]:
         """The credit types whose balance the event may change."""
@@ -199,6 +214,19 @@ class _Fold:
                 # What the new plan may spend differs for every credit type the account has.
                 having = {str(row["credit_type"]) for row in self.balances.of(self.account_id)}
                 return having | {str(c["credit_type"]) for c in e.closed_allocations}
+            case Account.ResourceLimitSet():
+                if e.daily_limit is None:
+                    self.resource_limits.delete(self.account_id, e.resource)
+                else:
+                    self.resource_limits.put(
+                        {
+                            "account_id": self.account_id,
+                            "resource": e.resource,
+                            "daily_limit": e.daily_limit,
+                            "set_at": e.timestamp,
+                        }
+                    )
+                return set()
             case Account.PlanChangeScheduled():
                 account["scheduled_plan"] = e.plan
                 account["scheduled_at"] = e.effective_at

@@ -53,6 +53,11 @@ def projected_holds(rows: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
     return {r["hold_id"]: (r["credit_type"], r["amount"]) for r in rows}
 
 
+def expected_resource_use(account: Account) -> dict[str, int]:
+    """Units used per resource on the last day the account counted (UTC)."""
+    return {r: n for r, n in account.usage.by_resource.items() if n}
+
+
 def usage_fold(events: list[Any]) -> dict[tuple[str, str, str], Counter[str]]:
     """Σ quantity and priced cost per (day, action, credit type), straight from the events."""
     usage: dict[tuple[str, str, str], Counter[str]] = {}

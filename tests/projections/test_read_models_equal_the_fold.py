@@ -3,6 +3,7 @@ projector, every read model equals what the events give.
 
 - balances, lots, holds = the aggregate reloaded from the store (its fold of the events);
 - transaction heads and the last `available_after` = the aggregate's available;
+- resource limits = the aggregate's; units per resource on its last day = the aggregate's count;
 - usage per (day, action, credit type) = a fold of the Consumed/Reserved events, and Σ credits
   = Σ consumed + captured;
 - credits outstanding (analytics) = Σ available and Σ held over every account.
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.integration
 STEPS = (
     "consume",
     "consume_amount",
+    "consume_resource",
+    "set_resource_limit",
     "reserve",
     "capture",
     "capture_part",
@@ -44,6 +47,7 @@ STEPS = (
 ACTIONS = ("generate", "lookup", "cached_lookup", "send_message", "upload")
 CREDIT_TYPES = ("credits", "messages", "storage")
 PLANS = ("free", "starter", "pro")
+RESOURCES = ("qr-1", "qr-2", "qr-3")
 
 steps = st.lists(st.tuples(st.sampled_from(STEPS), st.integers(0, 1000)), min_size=4, max_size=30)
 
@@ -83,6 +87,13 @@ def _fields(
     match step:
         case "consume":
             return {"type": "consume", "action": ACTIONS[n % 5], "quantity": 1 + n % 7}
+        case "consume_resource":
+            resource = RESOURCES[n % len(RESOURCES)]
+            return {"type": "consume", "action": "send_message", "resource": resource}
+        case "set_resource_limit":
+            limit = None if n % 4 == 0 else n % 25
+            resource = RESOURCES[n % len(RESOURCES)]
+            return {"type": "set_resource_limit", "resource": resource, "daily_limit": limit}
         case "consume_amount":
             ct = CREDIT_TYPES[n % 3]
             return {"type": "consume", "credit_type": ct, "amount": 1 + n % 60}

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Security
 
 from domain.catalog import Catalog
 from domain.replies import Balance
+from domain.usage import effective_limit
 from projections import queries
 from services.api.auth import PORTAL, authorize
 from services.api.errors import READ_MODEL_BEHIND, HttpError, invalid, unknown_account
@@ -25,6 +26,7 @@ from services.api.models import (
     AccountView,
     ApiError,
     HoldView,
+    ResourceView,
     TransactionRow,
     TransactionsPage,
     UsagePage,
@@ -36,6 +38,8 @@ from services.api.overview_models import AccountOverview
 from services.api.resources import Resources, app_resources
 
 MAX_USAGE_DAYS = 366
+# Resources one account read lists (those with a limit of their own or used today).
+MAX_RESOURCES_SHOWN = 500
 DEFAULT_USAGE_DAYS = 30
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -125,6 +129,7 @@ async def get_account(
         holds = [
             HoldView(**_without(h, "account_id")) for h in await queries.holds(conn, account_id)
         ]
+        resources = await _resources(conn, held.catalog, account)
         profile = await _profile(conn, held.catalog, account, balances)
     resets = [b.next_reset_at for b in balances.values() if b.next_reset_at is not None]
     return AccountView(
@@ -136,6 +141,7 @@ async def get_account(
         next_reset_at=min(resets, default=None),
         balances=balances,
         holds=holds,
+        resources=resources,
         profile=profile,
         version=account["version"],
         position=account["position"],
@@ -296,6 +302,25 @@ def _balances(catalog: Catalog, plan: str, rows: list[dict[str, Any]]) -> dict[s
             next_reset_at=row["next_reset_at"] if row else None,
         )
     return result
+
+
+async def _resources(
+    conn: asyncpg.Connection, catalog: Catalog, account: dict[str, Any]
+) -> list[ResourceView]:
+    plan = catalog.plans.get(account["plan"])
+    plan_limit = plan.resource_daily_limit if plan is not None else None
+    today = datetime.now(UTC).date()
+    rows = await queries.resources(conn, account["account_id"], today, MAX_RESOURCES_SHOWN)
+    return [
+        ResourceView(
+            resource=row["resource"],
+            daily_limit=row["daily_limit"],
+            plan_limit=plan_limit,
+            effective_limit=effective_limit(row["daily_limit"], plan_limit),
+            used_today=row["used"],
+        )
+        for row in rows
+    ]
 
 
 async def _profile(
