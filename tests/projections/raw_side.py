@@ -173,6 +173,13 @@ async def _assert_account(
         for r in rows
     } == folds.holds(account)
 
+    rows = await conn.fetch("SELECT * FROM rm_resource_limits WHERE account_id = $1", stored_id)
+    assert {r["resource"]: r["daily_limit"] for r in rows} == {
+        folds.key(resource): limit for resource, limit in account.resource_limits.items()
+    }
+    rows = await conn.fetch("SELECT * FROM rm_usage_resources WHERE account_id = $1", stored_id)
+    assert {(r["day"], r["resource"]): r["count"] for r in rows} == folds.resource_use(events)
+
     # Transactions: a running available per credit type, from 0 to the aggregate's.
     rows = await conn.fetch(
         "SELECT * FROM rm_transactions WHERE account_id = $1 ORDER BY version, credit_type",

@@ -47,6 +47,15 @@ def credit_types(events: list[Account.Event]) -> set[str]:
     return found
 
 
+def resource_use(events: list[Account.Event]) -> dict[tuple[Any, str], int]:
+    """Units per (UTC day, resource) of the consumes and reserves that name a resource."""
+    used: Counter[tuple[Any, str]] = Counter()
+    for e in events:
+        if isinstance(e, Account.Consumed | Account.Reserved) and e.resource is not None:
+            used[(usage_day(e.day, e.timestamp), key(e.resource))] += e.quantity
+    return dict(used)
+
+
 def balances(
     account: Account, events: list[Account.Event], catalog: Catalog
 ) -> dict[str, dict[str, Any]]:
