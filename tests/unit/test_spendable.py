@@ -119,7 +119,7 @@ def test_spendable_is_what_a_spend_may_take_and_never_more_than_available(steps)
     sessions = ledger.ok("expire").balances["sessions"].spendable
     if sessions > 0:
         over = ledger.send("consume", "acct", credit_type="sessions", amount=sessions + 1)
-        assert over.status == "rejected" and over.error.code == "insufficient_credits"
+        assert over.error is not None and over.error.code == "insufficient_credits"
         assert over.balances["sessions"].spendable == sessions
         ledger.ok("consume", credit_type="sessions", amount=sessions)
         assert ledger.ok("expire").balances["sessions"].spendable == 0
