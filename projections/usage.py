@@ -1,4 +1,5 @@
-"""The usage read model: per account, UTC day, action and credit type.
+"""The usage read model: per account, UTC day, action and credit type; and units per resource
+and UTC day (`rm_usage_resources`, what resource limits count).
 
 - `count`: units of the action used (Σ quantity), consumes and reserves alike (as the daily
   limits count them); free actions (cost 0) count too (seed 004: cached results, scraping).
