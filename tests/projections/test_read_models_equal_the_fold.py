@@ -195,3 +195,40 @@ async def test_every_read_model_equals_the_fold_after_random_commands(
         f"{len(examples)} examples, {sum(examples)} steps in {time.perf_counter() - started:.1f} s"
     )
     assert len(examples) >= 40
+
+
+async def test_spendable_and_resource_limits_in_the_read_models_equal_the_fold(
+    read_side: ReadSide, pg_ledger: Ledger
+) -> None:
+    """The cases random scripts reach only sometimes: purchased credits kept through a cancel
+    to a plan that may not spend them, and a resource limit set, used, and cleared."""
+    account = pg_ledger.new_account_id("spend")
+    pg_ledger.ok("open_account", account, plan="starter")
+    pg_ledger.ok(
+        "purchase",
+        account,
+        pack="credits_1000",
+        payment_reference="pi_spend",
+        amount_paid=4000,
+        currency="usd",
+    )
+    pg_ledger.ok("change_plan", account, plan="free")
+    pg_ledger.ok("set_resource_limit", account, resource="qr-1", daily_limit=2)
+    pg_ledger.ok("set_resource_limit", account, resource="qr-2", daily_limit=5)
+    pg_ledger.ok("consume", account, action="send_message", resource="qr-1", quantity=2)
+    pg_ledger.ok("set_resource_limit", account, resource="qr-2", daily_limit=None)
+    await check(read_side, pg_ledger, [account])
+    async with read_side.pool.acquire() as conn:
+        credits = await conn.fetchrow(
+            "SELECT available, spendable FROM rm_balances "
+            "WHERE account_id = $1 AND credit_type = 'credits'",
+            account,
+        )
+        limits = await conn.fetch(
+            "SELECT resource, daily_limit FROM rm_resource_limits WHERE account_id = $1", account
+        )
+    assert (credits["available"], credits["spendable"]) == (1010, 10)
+    assert [tuple(r) for r in limits] == [("qr-1", 2)]
+
+    pg_ledger.ok("change_plan", account, plan="starter")
+    await check(read_side, pg_ledger, [account])
