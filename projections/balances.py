@@ -1,4 +1,5 @@
-"""The balances read model: accounts, balances per credit type, open lots and open holds.
+"""The balances read model: accounts, balances per credit type, open lots, open holds and
+the accounts' own resource limits.
 
 A fold of the events written independently of the aggregate (only the event fields are read),
 so comparing the two is a real check. A lot is kept while it has credits left (`remaining > 0`,
