@@ -25,6 +25,10 @@ from domain.catalog import LotSource
 from domain.errors import ErrorCode, LedgerError
 from domain.hold_commands import HoldCommands
 from domain.periods import period_containing, utc_day
+from domain.usage import effective_limit
+
+# Resources with a limit of their own, per account: a bound on the account's state.
+MAX_RESOURCE_LIMITS = 1000
 
 # Context is imported from here by the service, AllocationState by the v1 snapshot
 # transcodings of infra/ledger_application.py.
@@ -52,6 +56,7 @@ class Account(HoldCommands):
         LotExpired: TypeAlias = events.LotExpired
         LowBalance: TypeAlias = events.LowBalance
         TopUpConfigured: TypeAlias = events.TopUpConfigured
+        ResourceLimitSet: TypeAlias = events.ResourceLimitSet
         TopUpRequested: TypeAlias = events.TopUpRequested
         TopUpCompleted: TypeAlias = events.TopUpCompleted
         TopUpFailed: TypeAlias = events.TopUpFailed
@@ -75,6 +80,7 @@ class Account(HoldCommands):
         LotExpired = events.LotExpired
         LowBalance = events.LowBalance
         TopUpConfigured = events.TopUpConfigured
+        ResourceLimitSet = events.ResourceLimitSet
         TopUpRequested = events.TopUpRequested
         TopUpCompleted = events.TopUpCompleted
         TopUpFailed = events.TopUpFailed
@@ -353,6 +359,43 @@ class Account(HoldCommands):
                 max_per_month=max_per_month,
             )
         return results.TopUpConfigured(credit_type, mode)
+
+    def set_resource_limit(
+        self, ctx: Context, *, resource: str, daily_limit: int | None
+    ) -> results.ResourceLimitSet:
+        """The account's own daily limit on one resource, at most the plan's cap (a plan
+        without a cap takes any); null clears it."""
+        with self._command(ctx):
+            plan_limit = ctx.catalog.plans[self.plan].resource_daily_limit
+            if daily_limit is not None and plan_limit is not None and daily_limit > plan_limit:
+                raise LedgerError(
+                    ErrorCode.limit_above_plan,
+                    f"{resource}: daily_limit {daily_limit} is above the {plan_limit} a day "
+                    f"plan {self.plan!r} allows",
+                )
+            current = self.resource_limits.get(resource)
+            adding = current is None and daily_limit is not None
+            if adding and len(self.resource_limits) >= MAX_RESOURCE_LIMITS:
+                raise LedgerError(
+                    ErrorCode.invalid_command,
+                    f"at most {MAX_RESOURCE_LIMITS} resources may have a limit of their own",
+                )
+            changed = current != daily_limit
+            if changed:
+                self._trigger(
+                    ctx,
+                    self.ResourceLimitSet,
+                    resource=resource,
+                    daily_limit=daily_limit,
+                    plan_limit=plan_limit,
+                )
+        return results.ResourceLimitSet(
+            resource,
+            daily_limit,
+            plan_limit,
+            effective_limit(daily_limit, plan_limit),
+            changed,
+        )
 
     def request_top_up(
         self, ctx: Context, *, credit_type: str, amount: int

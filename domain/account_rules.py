@@ -25,6 +25,7 @@ from domain.fields import Breakdown
 from domain.holds import Hold
 from domain.lots import draw
 from domain.periods import Period, PeriodKind, calendar_month, period_containing, utc_day
+from domain.usage import effective_limit
 
 E = TypeVar("E", bound=events.Event)
 
@@ -245,13 +246,17 @@ class AccountRules(AccountState, BaseAggregate[str]):
     def _check_limits(
         self, ctx: Context, action: str | None, resource: str | None, quantity: int
     ) -> None:
+        plan_limit = ctx.catalog.plans[self.plan].resource_daily_limit
+        own = None if resource is None else self.resource_limits.get(resource)
+        limit = effective_limit(own, plan_limit)
         self.usage.check_limits(
             utc_day(ctx.now),
             action=action,
             action_limit=None if action is None else ctx.catalog.daily_limit_of(self.plan, action),
             resource=resource,
-            resource_limit=ctx.catalog.plans[self.plan].resource_daily_limit,
+            resource_limit=limit,
             quantity=quantity,
+            account_limit=own is not None and limit == own,
         )
 
     def _take(
@@ -262,7 +267,7 @@ class AccountRules(AccountState, BaseAggregate[str]):
             return [], 0
         paid_too = ctx.catalog.may_spend_purchased(self.plan, credit_type)
         lots = self.lots.spendable(credit_type, paid_too=paid_too)
-        spendable = sum(lot.unheld for lot in lots) - self.owed.of(credit_type)
+        spendable = self.spendable(credit_type, paid_too)
         floor = ctx.catalog.credit_types[credit_type].overdraft_floor if overdraft else 0
         if spendable - amount < floor:
             frozen = "" if paid_too else f" (plan {self.plan!r} may not spend purchased)"

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from domain.allocations import Allocations, AllocationState, ScheduledPlan
 from domain.catalog import PAID_SOURCES, Catalog
 from domain.errors import ErrorCode, LedgerError
-from domain.fields import Breakdown, LotId, Name
+from domain.fields import Breakdown, Identifier, LotId, Name
 from domain.holds import Hold, HoldOutcome, Holds
 from domain.lots import Lot, Lots
 from domain.owed import Owed
@@ -39,6 +39,8 @@ class AccountState:
         # Credit type → the threshold it fell to or below; re-armed once back above it.
         self.low_balance_fired: dict[Name, int] = {}
         self.usage = DailyUsage()
+        # Resource → the account's own daily limit on it (`set_resource_limit`).
+        self.resource_limits: dict[Identifier, int] = {}
         self.top_ups = TopUps()
         self.scheduled_plan: ScheduledPlan | None = None
         self.migrated_from: str | None = None
@@ -56,6 +58,13 @@ class AccountState:
         unheld = self.lots.unheld_per_credit_type(credit_types)
         overdraft, debt = self.owed.overdraft, self.owed.debt
         return {ct: n - overdraft.get(ct, 0) - debt.get(ct, 0) for ct, n in unheld.items()}
+
+    def spendable(self, credit_type: str, may_spend_purchased: bool) -> int:
+        """What the plan may spend now: Σ unheld of the lots it may spend - overdraft - debt.
+        Equals `available` unless the plan may not spend purchased lots (seed 000's free tier);
+        a consume may go below it by the credit type's overdraft floor, a reserve may not."""
+        lots = self.lots.spendable(credit_type, paid_too=may_spend_purchased)
+        return sum(lot.unheld for lot in lots) - self.owed.of(credit_type)
 
     def held(self, credit_type: str) -> int:
         return self.lots.held(credit_type)
@@ -109,8 +118,11 @@ class AccountState:
         result: dict[str, dict[str, Any]] = {}
         for credit_type, (unheld, held, allocation_unheld, paid_unheld) in sums.items():
             allocation = self.allocations.get(credit_type)
+            available = unheld - self.owed.of(credit_type)
+            locked = 0 if catalog.may_spend_purchased(self.plan, credit_type) else paid_unheld
             result[credit_type] = {
-                "available": unheld - self.owed.of(credit_type),
+                "available": available,
+                "spendable": available - locked,
                 "held": held,
                 "allocation_remaining": allocation_unheld,
                 "purchased_remaining": paid_unheld,

@@ -140,6 +140,16 @@ class ExtendHold(_Command):
     ttl_seconds: Annotated[int, Field(ge=1, le=31 * 86400)]
 
 
+class SetResourceLimit(_Command):
+    """Added: the account's own daily limit on one resource (a QR code, say), within the plan's
+    `resource_daily_limit`; `daily_limit` null clears it (the plan's cap applies again)."""
+
+    type: Literal["set_resource_limit"]
+    resource: Identifier
+    # Required, so a command that forgets it does not clear a limit; 0 stops the resource.
+    daily_limit: Annotated[int, Field(ge=0, le=MAX_AMOUNT)] | None
+
+
 class Release(_Command):
     type: Literal["release"]
     hold_id: Identifier
@@ -273,6 +283,7 @@ Command = Annotated[
     | Revoke
     | Renew
     | ConfigureTopUp
+    | SetResourceLimit
     | RequestTopUp
     | FailTopUp
     | Expire

@@ -18,6 +18,7 @@ class ErrorCode(StrEnum):
     hold_not_found = "hold_not_found"
     hold_expired = "hold_expired"
     hold_limit_reached = "hold_limit_reached"
+    limit_above_plan = "limit_above_plan"
     idempotency_conflict = "idempotency_conflict"
 
 

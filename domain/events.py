@@ -313,6 +313,23 @@ class TopUpConfigured(Event):
 
 
 @dataclass(frozen=True)
+class ResourceLimitSet(Event):
+    """The account's own daily limit on one resource set (`daily_limit`) or cleared (null).
+    `plan_limit` is the plan's cap when it was set; the lower of the two applies."""
+
+    class_version = 1
+    resource: Identifier
+    daily_limit: Credits | None
+    plan_limit: Credits | None
+
+    def evolve(self, account: AccountState) -> None:
+        if self.daily_limit is None:
+            account.resource_limits.pop(self.resource, None)
+        else:
+            account.resource_limits[self.resource] = self.daily_limit
+
+
+@dataclass(frozen=True)
 class TopUpRequested(Event):
     """The payment side should charge the saved card; credits come with the purchase."""
 

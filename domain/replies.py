@@ -17,6 +17,9 @@ class _Model(BaseModel):
 
 class Balance(_Model):
     available: int
+    # What the account's plan may spend now: `available` less purchased credits its plan may
+    # not spend (a consume may still overdraw by the credit type's floor).
+    spendable: int
     held: int
     allocation_remaining: int
     purchased_remaining: int

@@ -155,6 +155,18 @@ class TopUpConfigured(CommandResult):
 
 
 @dataclass(slots=True)
+class ResourceLimitSet(CommandResult):
+    """The account's own limit (null: none), the plan's cap, and the one that applies: the
+    lower of the two. `changed` is false when the limit was so already."""
+
+    resource: str
+    daily_limit: int | None
+    plan_limit: int | None
+    effective_limit: int | None
+    changed: bool
+
+
+@dataclass(slots=True)
 class TopUpRequested(CommandResult):
     top_up_id: str
     credit_type: str

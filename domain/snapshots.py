@@ -88,6 +88,7 @@ def encode(attributes: dict[str, Any]) -> dict[str, Any]:
             "auto_requested": {ct: _fields(c) for ct, c in top_ups.auto_requested.items()},
         },
         "scheduled_plan": None if scheduled is None else _fields(scheduled),
+        "resource_limits": dict(attributes["resource_limits"]),
     }
     return state
 
@@ -117,6 +118,8 @@ def decode(state: dict[str, Any]) -> dict[str, Any]:
             seq=top_ups["seq"],
         ),
         "scheduled_plan": None if scheduled is None else ScheduledPlan(**scheduled),
+        # Absent from snapshots taken before accounts had resource limits.
+        "resource_limits": dict(state.get("resource_limits", {})),
     }
 
 
@@ -141,6 +144,7 @@ def upcast_v1(old: dict[str, Any]) -> dict[str, Any]:
             seq=old["top_up_seq"],
         ),
         "scheduled_plan": None if scheduled is None else ScheduledPlan(**scheduled),
+        "resource_limits": {},
     }
 
 

@@ -41,8 +41,10 @@ class DailyUsage:
         resource: str | None,
         resource_limit: int | None,
         quantity: int,
+        account_limit: bool = False,
     ) -> None:
-        """Refuses `quantity` more if it would pass the action's or the resource's daily cap."""
+        """Refuses `quantity` more if it would pass the action's or the resource's daily cap
+        (`account_limit`: the resource's limit is the account's own, not the plan's)."""
         today = day == self.day
         if action is not None:
             used = self.by_action.get(action, 0) if today else 0
@@ -54,7 +56,19 @@ class DailyUsage:
         if resource is not None and resource_limit is not None:
             used = self.by_resource.get(resource, 0) if today else 0
             if used + quantity > resource_limit:
+                whose = ", the account's own limit for it" if account_limit else ""
                 raise LedgerError(
                     ErrorCode.resource_limit_reached,
-                    f"{resource}: {used} of {resource_limit} used today (UTC)",
+                    f"{resource}: {used} of {resource_limit} used today (UTC){whose}",
                 )
+
+    def used_today(self, day: str, resource: str) -> int:
+        return self.by_resource.get(resource, 0) if day == self.day else 0
+
+
+def effective_limit(own: int | None, plan_limit: int | None) -> int | None:
+    """The resource limit that applies: the lower of the account's own and the plan's cap (a
+    plan change to a lower cap lowers it; back up, the account's own applies again)."""
+    if own is None or plan_limit is None:
+        return plan_limit if own is None else own
+    return min(own, plan_limit)

@@ -1,4 +1,5 @@
-"""The balances read model: accounts, balances per credit type, open lots and open holds.
+"""The balances read model: accounts, balances per credit type, open lots, open holds and
+the accounts' own resource limits.
 
 A fold of the events written independently of the aggregate (only the event fields are read),
 so comparing the two is a real check. A lot is kept while it has credits left (`remaining > 0`,
@@ -11,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from domain.account import Account
+from domain.catalog import Catalog
 from domain.lots import Breakdown
 from projections.batch import BatchState, Row
 from projections.tables import (
@@ -46,6 +48,10 @@ BALANCES = Table(
         ("account_id", TEXT),
         ("credit_type", TEXT),
         ("available", EXACT_INT),
+        # `available` less the purchased credits the account's plan may not spend (catalog
+        # `spenders`, read when the row is recomputed: a catalog change shows on the account's
+        # next event, or at once after `credits projections rebuild balances`).
+        ("spendable", EXACT_INT),
         ("held", EXACT_INT),
         ("allocation_remaining", EXACT_INT),
         ("purchased_remaining", EXACT_INT),
@@ -91,12 +97,29 @@ HOLDS = Table(
     key=("account_id", "hold_id"),
 )
 
+# The account's own daily limit per resource (`set_resource_limit`); the plan's cap is the
+# catalog's, and the lower of the two applies.
+RESOURCE_LIMITS = Table(
+    "rm_resource_limits",
+    "account",
+    (
+        ("account_id", TEXT),
+        ("resource", TEXT),
+        ("daily_limit", EXACT_INT),
+        ("set_at", TIME),
+    ),
+    key=("account_id", "resource"),
+)
+
 PAID_SOURCES = ("purchase", "top_up")
 
 
 class BalancesProjection:
     name = "balances"
-    tables: tuple[Table, ...] = (ACCOUNTS, BALANCES, LOTS, HOLDS)
+    tables: tuple[Table, ...] = (ACCOUNTS, BALANCES, LOTS, HOLDS, RESOURCE_LIMITS)
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.catalog = catalog
 
     def apply(self, state: BatchState, event: Account.Event, position: int) -> None:
         account_id = event.originator_id
@@ -124,7 +147,7 @@ class BalancesProjection:
     def finish(self, state: BatchState) -> None:
         """Balances from the lots, once per account and credit type the batch touched."""
         for account_id, credit_type in sorted(state.touched):
-            _recompute(state, account_id, credit_type)
+            _recompute(state, self.catalog, account_id, credit_type)
         state.touched.clear()
 
 
@@ -136,6 +159,7 @@ class _Fold:
         self.lots = state.rows(LOTS.name)
         self.holds = state.rows(HOLDS.name)
         self.balances = state.rows(BALANCES.name)
+        self.resource_limits = state.rows(RESOURCE_LIMITS.name)
 
     def apply(self, e: Account.Event, account: Row) -> set[str]:
         """The credit types whose balance the event may change."""
@@ -188,7 +212,22 @@ class _Fold:
                 for closed in e.closed_allocations:
                     self._balance(closed["credit_type"])["next_reset_at"] = None
                     self._close(closed["lot_id"], closed["forfeited"])
-                return {str(c["credit_type"]) for c in e.closed_allocations}
+                # What the new plan may spend differs for every credit type the account has.
+                having = {str(row["credit_type"]) for row in self.balances.of(self.account_id)}
+                return having | {str(c["credit_type"]) for c in e.closed_allocations}
+            case Account.ResourceLimitSet():
+                if e.daily_limit is None:
+                    self.resource_limits.delete(self.account_id, e.resource)
+                else:
+                    self.resource_limits.put(
+                        {
+                            "account_id": self.account_id,
+                            "resource": e.resource,
+                            "daily_limit": e.daily_limit,
+                            "set_at": e.timestamp,
+                        }
+                    )
+                return set()
             case Account.PlanChangeScheduled():
                 account["scheduled_plan"] = e.plan
                 account["scheduled_at"] = e.effective_at
@@ -204,6 +243,7 @@ class _Fold:
                 "account_id": self.account_id,
                 "credit_type": credit_type,
                 "available": 0,
+                "spendable": 0,
                 "held": 0,
                 "allocation_remaining": 0,
                 "purchased_remaining": 0,
@@ -308,8 +348,9 @@ class _Fold:
 _SPENT: Row = {}
 
 
-def _recompute(state: BatchState, account_id: str, credit_type: str) -> None:
-    """available = Σ (remaining - held) - overdraft - debt, and its allocation/paid parts."""
+def _recompute(state: BatchState, catalog: Catalog, account_id: str, credit_type: str) -> None:
+    """available = Σ (remaining - held) - overdraft - debt, its allocation/paid parts, and
+    spendable = available less the paid part when the plan may not spend it."""
     balance = state.rows(BALANCES.name).get(account_id, credit_type)
     assert balance is not None
     unheld = allocation = purchased = held = 0
@@ -324,11 +365,23 @@ def _recompute(state: BatchState, account_id: str, credit_type: str) -> None:
         if lot["paid"]:
             purchased += free
     assert balance["overdraft"] >= 0 and balance["debt"] >= 0, balance
+    available = unheld - balance["overdraft"] - balance["debt"]
+    account = state.rows(ACCOUNTS.name).get(account_id)
+    assert account is not None
+    locked = 0 if _may_spend_purchased(catalog, account, credit_type) else purchased
     changes: dict[str, Any] = {
-        "available": unheld - balance["overdraft"] - balance["debt"],
+        "available": available,
+        "spendable": available - locked,
         "held": held,
         "allocation_remaining": allocation,
         "purchased_remaining": purchased,
     }
     balance.update(changes)
     state.rows(BALANCES.name).put(balance)
+
+
+def _may_spend_purchased(catalog: Catalog, account: Row, credit_type: str) -> bool:
+    """As the ledger decides (a credit type the catalog no longer has: no restriction)."""
+    if credit_type not in catalog.credit_types:
+        return True
+    return catalog.may_spend_purchased(str(account["plan"]), credit_type)

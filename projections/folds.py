@@ -11,6 +11,7 @@ from domain.catalog import Catalog
 
 BALANCE_FIELDS = (
     "available",
+    "spendable",
     "held",
     "allocation_remaining",
     "purchased_remaining",
@@ -50,6 +51,11 @@ def expected_holds(account: Account) -> dict[str, tuple[str, int]]:
 
 def projected_holds(rows: list[dict[str, Any]]) -> dict[str, tuple[str, int]]:
     return {r["hold_id"]: (r["credit_type"], r["amount"]) for r in rows}
+
+
+def expected_resource_use(account: Account) -> dict[str, int]:
+    """Units used per resource on the last day the account counted (UTC)."""
+    return {r: n for r, n in account.usage.by_resource.items() if n}
 
 
 def usage_fold(events: list[Any]) -> dict[tuple[str, str, str], Counter[str]]:

@@ -37,6 +37,22 @@ async def holds(conn: asyncpg.Connection, account_id: str) -> list[dict[str, Any
     )
 
 
+async def resources(
+    conn: asyncpg.Connection, account_id: str, today: date, limit: int
+) -> list[dict[str, Any]]:
+    """Resources with a limit of their own or used on `today`: (resource, daily_limit, used)."""
+    return await _all(
+        conn,
+        "SELECT resource, max(daily_limit) AS daily_limit, sum(used) AS used FROM ("
+        "SELECT resource, daily_limit, 0 AS used FROM rm_resource_limits WHERE account_id = $1 "
+        "UNION ALL SELECT resource, NULL, count FROM rm_usage_resources "
+        "WHERE account_id = $1 AND day = $2) r GROUP BY resource ORDER BY resource LIMIT $3",
+        account_id,
+        today,
+        limit,
+    )
+
+
 async def lots(conn: asyncpg.Connection, account_id: str) -> list[dict[str, Any]]:
     return await _all(
         conn,

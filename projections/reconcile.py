@@ -26,6 +26,7 @@ from projections.folds import (
     expected_balances,
     expected_holds,
     expected_lots,
+    expected_resource_use,
     projected_balances,
     projected_holds,
     projected_lots,
@@ -165,6 +166,16 @@ async def _rows(conn: asyncpg.Connection, account_id: str) -> dict[str, Any]:
                 account_id,
             )
         ),
+        "resource_limits": dict(
+            await conn.fetch(
+                "SELECT resource, daily_limit FROM rm_resource_limits WHERE account_id = $1",
+                account_id,
+            )
+        ),
+        "resource_use": await conn.fetch(
+            "SELECT day, resource, count FROM rm_usage_resources WHERE account_id = $1",
+            account_id,
+        ),
         "usage": await conn.fetch(
             "SELECT day, action, credit_type, count, credits, cost FROM rm_usage_daily "
             "WHERE account_id = $1",
@@ -188,6 +199,11 @@ def _differences(
     for credit_type in catalog.credit_types:
         available = (rows["heads"].get(credit_type, 0), account.available(credit_type))
         found.append((f"rm_transaction_heads[{credit_type}].available", *available))
+    limits = dict(account.resource_limits)
+    found.append(("rm_resource_limits", rows["resource_limits"], limits))
+    day = account.usage.day
+    used = {r["resource"]: r["count"] for r in rows["resource_use"] if r["day"].isoformat() == day}
+    found.append((f"rm_usage_resources[{day}]", used, expected_resource_use(account)))
     usage = {
         (r["day"].isoformat(), r["action"], r["credit_type"]): (r["count"], r["cost"])
         for r in rows["usage"]

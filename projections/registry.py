@@ -15,7 +15,7 @@ PROJECTION_NAMES = ("balances", "transactions", "usage", "analytics")
 
 def build_projections(catalog: Catalog) -> dict[str, Projection]:
     projections: list[Projection] = [
-        BalancesProjection(),
+        BalancesProjection(catalog),
         TransactionsProjection(),
         UsageProjection(catalog),
         AnalyticsProjection(catalog),

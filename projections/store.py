@@ -64,7 +64,8 @@ async def ensure_tables(
 
 
 async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
-    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite."""
+    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite;
+    columns added since the table was made are added."""
     current = dict(
         await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -75,6 +76,11 @@ async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
     for column, sql_type in table.columns:
         if sql_type.startswith("numeric") and current.get(column) == "bigint":
             await conn.execute(f"ALTER TABLE {name} ALTER COLUMN {column} TYPE numeric")
+        if column not in current and current:
+            # A column added since the table was made (`rm_balances.spendable`): nullable, so
+            # the rows there are keep; `credits projections rebuild NAME` fills it for all.
+            loose = sql_type.removesuffix(" NOT NULL")
+            await conn.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {loose}")
 
 
 async def positions(conn: asyncpg.Connection, names: Sequence[str]) -> dict[str, int]:

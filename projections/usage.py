@@ -1,4 +1,5 @@
-"""The usage read model: per account, UTC day, action and credit type.
+"""The usage read model: per account, UTC day, action and credit type; and units per resource
+and UTC day (`rm_usage_resources`, what resource limits count).
 
 - `count`: units of the action used (Σ quantity), consumes and reserves alike (as the daily
   limits count them); free actions (cost 0) count too (seed 004: cached results, scraping).
@@ -36,6 +37,20 @@ USAGE = Table(
     key=("account_id", "day", "action", "credit_type"),
     sums=("count", "credits", "cost"),
 )
+# Units used per resource (a QR code, say) and UTC day, consumes and reserves alike: what the
+# resource limits count.
+USAGE_RESOURCES = Table(
+    "rm_usage_resources",
+    "counter",
+    (
+        ("account_id", TEXT),
+        ("day", not_null("date")),
+        ("resource", TEXT),
+        ("count", EXACT_INT),
+    ),
+    key=("account_id", "day", "resource"),
+    sums=("count",),
+)
 # Open holds' action and tags: a capture credits the spend to the action that reserved it.
 USAGE_HOLDS = Table(
     "rm_usage_holds",
@@ -61,7 +76,7 @@ def usage_day(day: str, at: datetime) -> date:
 
 class UsageProjection:
     name = "usage"
-    tables: tuple[Table, ...] = (USAGE, USAGE_HOLDS)
+    tables: tuple[Table, ...] = (USAGE, USAGE_HOLDS, USAGE_RESOURCES)
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -72,6 +87,14 @@ class UsageProjection:
     def apply(self, state: BatchState, event: Account.Event, position: int) -> None:
         holds = state.rows(USAGE_HOLDS.name)
         account_id = event.originator_id
+        if isinstance(event, Account.Consumed | Account.Reserved) and event.resource is not None:
+            row = {
+                "account_id": account_id,
+                "day": usage_day(event.day, event.timestamp),
+                "resource": event.resource,
+                "count": event.quantity,
+            }
+            state.add(USAGE_RESOURCES.name, row)
         match event:
             case Account.Consumed():
                 spent = event.amount

@@ -37,6 +37,8 @@ COMMAND_SCOPES: dict[str, Scope] = {
     "capture": Scope.write,
     "release": Scope.write,
     "extend_hold": Scope.write,
+    # The product's own setting (seed 000: a customer limits one QR code), as for spends.
+    "set_resource_limit": Scope.write,
 }
 COMMAND_TYPES = frozenset(
     get_args(model.model_fields["type"].annotation)[0] for model in get_args(get_args(Command)[0])

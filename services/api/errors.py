@@ -57,6 +57,7 @@ REJECTION_STATUS: dict[ErrorCode, int] = {
     ErrorCode.not_eligible: 409,
     ErrorCode.hold_expired: 409,
     ErrorCode.hold_limit_reached: 409,
+    ErrorCode.limit_above_plan: 409,
     ErrorCode.idempotency_conflict: 409,
 }
 

@@ -90,6 +90,20 @@ class HoldView(_Model):
     expires_at: datetime
 
 
+class ResourceView(_Model):
+    """One resource (a QR code, say): its limits and its use today (UTC)."""
+
+    resource: str
+    # The account's own limit (`set_resource_limit`), or null.
+    daily_limit: int | None
+    # The plan's cap (catalog `resource_daily_limit`), or null.
+    plan_limit: int | None
+    # The lower of the two: what a consume or reserve naming the resource is held to.
+    effective_limit: int | None
+    # Units used today (UTC), consumes and reserves alike.
+    used_today: int
+
+
 class UsageProfile(_Model):
     """A daily-allocation product's usage card (seed 004's `UserCreditsProfile`)."""
 
@@ -111,6 +125,9 @@ class AccountView(_Model):
     next_reset_at: datetime | None
     balances: dict[str, Balance]
     holds: list[HoldView]
+    # Every resource with a limit of its own or used today (UTC), by name; at most
+    # `MAX_RESOURCES_SHOWN` (500).
+    resources: list[ResourceView]
     profile: UsageProfile | None
     # Stream version and notification id of the last event the read model applied.
     version: int

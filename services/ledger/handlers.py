@@ -32,6 +32,7 @@ from domain.commands import (
     RequestTopUp,
     Reserve,
     Revoke,
+    SetResourceLimit,
 )
 
 C = TypeVar("C")
@@ -137,6 +138,12 @@ def configure_top_up(account: Account, ctx: Context, c: ConfigureTopUp) -> resul
     )
 
 
+def set_resource_limit(
+    account: Account, ctx: Context, c: SetResourceLimit
+) -> results.CommandResult:
+    return account.set_resource_limit(ctx, resource=c.resource, daily_limit=c.daily_limit)
+
+
 def request_top_up(account: Account, ctx: Context, c: RequestTopUp) -> results.CommandResult:
     return account.request_top_up(ctx, credit_type=c.credit_type, amount=c.amount)
 
@@ -162,6 +169,7 @@ HANDLERS: dict[type[Any], Handler[Any]] = {
     Expire: expire,
     ChangePlan: change_plan,
     ConfigureTopUp: configure_top_up,
+    SetResourceLimit: set_resource_limit,
     RequestTopUp: request_top_up,
     FailTopUp: fail_top_up,
 }

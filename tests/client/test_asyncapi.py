@@ -77,11 +77,11 @@ def test_the_document_covers_every_topic_command_event_and_header() -> None:
     command_types = {
         typing.get_args(cls.model_fields["type"].annotation)[0] for cls in _Command.__subclasses__()
     }
-    assert mapping == command_types and len(command_types) == 16
+    assert mapping == command_types and len(command_types) == 17
     assert set(channels["events"]["messages"]) == {type_name(c) for c in event_classes()} | {
         "credits.payment_refunded"
     }
-    assert len(event_classes()) == 20
+    assert len(event_classes()) == 21
     assert set(SCHEMAS["CommandHeaders"]["properties"]) == {"correlation_id", "reply_to"}
     assert set(SCHEMAS["DeadLetterHeaders"]["required"]) == {
         "error.code",
@@ -114,6 +114,7 @@ async def history() -> Any:
         )
 
     await client.open_account(a, "starter")
+    await client.set_resource_limit(a, "qr-1", 5)
     await client.consume(a, "generate", metadata={"request": "r-1", "n": 2, "none": None})
     await client.reserve(a, "h1", "lookup", quantity=3, ttl_seconds=60)
     await client.capture(a, "h1", amount=1, final=False)  # a streaming call billed in parts

@@ -93,6 +93,42 @@ async def test_rejections_come_back_as_replies_with_their_codes(
     assert no_hold.error is not None and no_hold.error.code == "hold_not_found"
 
 
+async def test_a_resource_limit_is_set_and_cleared_and_spendable_is_quoted_through_kafka(
+    ledger: RunningLedger, make_client: ClientFactory
+) -> None:
+    client = await make_client()
+    acct = account("limits")
+    await client.open_account(acct, "free")  # resource cap 20 a day; may not spend paid credits
+
+    limited = await client.set_resource_limit(acct, "qr-1", 1)
+    assert limited.status == "accepted", limited
+    assert limited.result["effective_limit"] == 1
+    assert (await client.consume(acct, "lookup", resource="qr-1")).status == "accepted"
+    refused = await client.consume(acct, "lookup", resource="qr-1")
+    assert refused.error is not None and refused.error.code == "resource_limit_reached"
+    assert refused.error.message.startswith("qr-1: 1 of 1 used today")
+
+    above = await client.set_resource_limit(acct, "qr-1", 21)
+    assert above.error is not None and above.error.code == "limit_above_plan"
+    cleared = await client.set_resource_limit(acct, "qr-1", None)  # null travels: it clears
+    assert cleared.result == {
+        "resource": "qr-1",
+        "daily_limit": None,
+        "plan_limit": 20,
+        "effective_limit": 20,
+        "changed": True,
+    }
+    assert (await client.consume(acct, "lookup", resource="qr-1")).status == "accepted"
+
+    paid = await client.purchase(
+        acct, payment_reference=f"pi-{acct}", amount_paid=300, currency="usd", pack="messages_100"
+    )
+    messages = paid.balances["messages"]
+    assert messages.spendable == messages.available, "messages: every plan may spend them"
+    credits = paid.balances["credits"]
+    assert credits.spendable == credits.available
+
+
 async def test_a_retry_with_the_same_command_id_is_a_duplicate_with_the_original_result(
     ledger: RunningLedger, make_client: ClientFactory
 ) -> None:

@@ -101,7 +101,12 @@ def test_last_known_balances_are_bounded_least_recently_used_out() -> None:
     cache = LastKnownBalances(max_accounts=2)
     balance = {
         "credits": Balance(
-            available=1, held=0, allocation_remaining=1, purchased_remaining=0, next_reset_at=None
+            available=1,
+            spendable=1,
+            held=0,
+            allocation_remaining=1,
+            purchased_remaining=0,
+            next_reset_at=None,
         )
     }
     for account_id in ("a", "b", "c"):

@@ -223,6 +223,9 @@ def extreme_stream(stream_id: str, x: Extremes) -> list[Account.Event]:
     emit(Account.LotExpired, lot_id="lot-3", credit_type=ct, amount=a, expires_at=x.at)
     emit(Account.LowBalance, credit_type=ct, available=-a, threshold=a)
     emit(Account.TopUpConfigured, credit_type=ct, mode=t, threshold=a, amount=None, max_per_month=a)
+    emit(Account.ResourceLimitSet, resource=t, daily_limit=a, plan_limit=None)
+    emit(Account.ResourceLimitSet, resource=u, daily_limit=0, plan_limit=a)
+    emit(Account.ResourceLimitSet, resource=u, daily_limit=None, plan_limit=a)
     for top_up_id in (t, u):
         emit(
             Account.TopUpRequested,

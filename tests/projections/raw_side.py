@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from domain.account import Account
+from domain.catalog import Catalog
 from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.retry import Backoff, retry
@@ -109,7 +110,7 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
         for account_id_ in side.accounts:
             events = every[account_id_]
             account = folds.fold(events)
-            await _assert_account(conn, account_id_, account, events)
+            await _assert_account(conn, account_id_, account, events, side.read_side.catalog)
             for credit_type in folds.credit_types(events):
                 outstanding[folds.key(credit_type)] += account.available(credit_type)
                 held[folds.key(credit_type)] += account.held(credit_type)
@@ -131,7 +132,7 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
 
 
 async def _assert_account(
-    conn: Any, account_id_: str, account: Account, events: list[Account.Event]
+    conn: Any, account_id_: str, account: Account, events: list[Account.Event], catalog: Catalog
 ) -> None:
     stored_id = folds.key(account_id_)
     row = await conn.fetchrow("SELECT * FROM rm_accounts WHERE account_id = $1", stored_id)
@@ -146,10 +147,18 @@ async def _assert_account(
         }
         for r in rows
     }
-    expected = folds.balances(account, events)
+    expected = folds.balances(account, events, catalog)
     assert projected == {ct: v for ct, v in expected.items() if ct in projected}
     zero = {"next_reset_at": None} | dict.fromkeys(
-        ("available", "held", "allocation_remaining", "purchased_remaining", "overdraft", "debt"),
+        (
+            "available",
+            "spendable",
+            "held",
+            "allocation_remaining",
+            "purchased_remaining",
+            "overdraft",
+            "debt",
+        ),
         0,
     )
     assert all(v == zero for ct, v in expected.items() if ct not in projected)
@@ -163,6 +172,13 @@ async def _assert_account(
         r["hold_id"]: (r["credit_type"], r["action"], r["amount"], folds.aware(r["expires_at"]))
         for r in rows
     } == folds.holds(account)
+
+    rows = await conn.fetch("SELECT * FROM rm_resource_limits WHERE account_id = $1", stored_id)
+    assert {r["resource"]: r["daily_limit"] for r in rows} == {
+        folds.key(resource): limit for resource, limit in account.resource_limits.items()
+    }
+    rows = await conn.fetch("SELECT * FROM rm_usage_resources WHERE account_id = $1", stored_id)
+    assert {(r["day"], r["resource"]): r["count"] for r in rows} == folds.resource_use(events)
 
     # Transactions: a running available per credit type, from 0 to the aggregate's.
     rows = await conn.fetch(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from domain.account import Account
+from domain.catalog import Catalog
 from projections.storable import FREE_TEXT_BYTES, storable_text, storable_time
 from projections.usage import usage_day
 
@@ -46,13 +47,27 @@ def credit_types(events: list[Account.Event]) -> set[str]:
     return found
 
 
-def balances(account: Account, events: list[Account.Event]) -> dict[str, dict[str, Any]]:
+def resource_use(events: list[Account.Event]) -> dict[tuple[Any, str], int]:
+    """Units per (UTC day, resource) of the consumes and reserves that name a resource."""
+    used: Counter[tuple[Any, str]] = Counter()
+    for e in events:
+        if isinstance(e, Account.Consumed | Account.Reserved) and e.resource is not None:
+            used[(usage_day(e.day, e.timestamp), key(e.resource))] += e.quantity
+    return dict(used)
+
+
+def balances(
+    account: Account, events: list[Account.Event], catalog: Catalog
+) -> dict[str, dict[str, Any]]:
     result = {}
     for credit_type in credit_types(events):
         lots = [lot for lot in account.lots.values() if lot.credit_type == credit_type]
         allocation = account.allocations.get(credit_type)
+        known = credit_type in catalog.credit_types
+        may_spend = not known or catalog.may_spend_purchased(account.plan, credit_type)
         result[key(credit_type)] = {
             "available": account.available(credit_type),
+            "spendable": account.spendable(credit_type, may_spend),
             "held": account.held(credit_type),
             "allocation_remaining": sum(lot.unheld for lot in lots if lot.source == "allocation"),
             "purchased_remaining": sum(lot.unheld for lot in lots if lot.paid),

@@ -178,3 +178,42 @@ def test_a_hold_returned_to_a_lot_closed_meanwhile_is_forfeited():
     rows = scenario.states["transactions"].appended["rm_transactions"]
     capture = next(r for r in rows if r["kind"] == "capture")
     assert capture["delta"] < 3, "the released part went to a closed lot: forfeited"
+
+
+def test_a_plan_change_recomputes_spendable_of_credit_types_without_allocations():
+    """`spendable` follows the plan for every credit type the account holds, not only those
+    whose allocations the plan change closed."""
+    catalog_text = """
+version = "spenders-1"
+[credit_types.tokens]
+unit = "token"
+spenders = ["paid"]
+[plans.paid]
+[plans.free]
+[packs.tokens_10]
+credit_type = "tokens"
+amount = 10
+price_cents = 100
+plans = ["paid"]
+"""
+    ledger = Ledger(catalog_text)
+    projection = build_projections(ledger.catalog)["balances"]
+    state = BatchState(projection.tables)
+
+    def ok(type: str, **fields: Any) -> list[dict[str, Any]]:
+        ledger.ok(type, **fields)
+        for event in ledger.new_events():
+            projection.apply(state, event, event.originator_version)
+        projection.finish(state)
+        return list(state.rows("rm_balances").of("acct"))
+
+    assert ok("open_account", plan="paid") == []
+    (bought,) = ok(
+        "purchase", pack="tokens_10", payment_reference="pi_t", amount_paid=100, currency="usd"
+    )
+    assert (bought["available"], bought["spendable"]) == (10, 10)
+    (cancelled,) = ok("change_plan", plan="free")
+    assert (cancelled["available"], cancelled["spendable"]) == (10, 0)
+    assert ledger.account().balances(ledger.catalog)["tokens"]["spendable"] == 0
+    (upgraded,) = ok("change_plan", plan="paid")
+    assert upgraded["spendable"] == 10

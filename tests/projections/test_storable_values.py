@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from projections.balances import BalancesProjection
 from projections.read_side import ReadSide
 from projections.storable import FREE_TEXT_BYTES, KEY_TEXT_BYTES, storable_text, storable_time
 from projections.store import ensure_tables
@@ -136,3 +137,29 @@ async def test_bigint_columns_of_an_older_schema_are_widened_to_numeric(
         for t in usage.tables:
             await conn.execute(f"DROP TABLE {t.name}{old}")
         await conn.execute("DELETE FROM rm_tracking WHERE projection = $1", usage.name + old)
+
+
+@pytest.mark.integration
+async def test_a_column_added_since_a_table_was_made_is_added_to_it(read_side: ReadSide) -> None:
+    """`rm_balances` made before `spendable`: the column comes at start, null in the rows there
+    (until their account moves or a rebuild), so the projector can write the table again."""
+    balances = BalancesProjection(read_side.catalog)
+    table = next(t for t in balances.tables if t.name == "rm_balances")
+    old = "test_added"
+    async with read_side.pool.acquire() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {table.name}{old}")
+        await conn.execute(
+            table.create_sql(table.name + old).replace(", spendable numeric NOT NULL", "")
+        )
+        await conn.execute(
+            f"INSERT INTO {table.name}{old} (account_id, credit_type, available, held, "
+            "allocation_remaining, purchased_remaining, overdraft, debt) "
+            "VALUES ('a', 'credits', 5, 0, 5, 0, 0, 0)"
+        )
+        await ensure_tables(conn, [balances], old)
+        row = await conn.fetchrow(f"SELECT * FROM {table.name}{old}")
+        assert (row["available"], row["spendable"]) == (5, None)
+        await conn.execute(f"UPDATE {table.name}{old} SET spendable = 5")
+        for t in balances.tables:
+            await conn.execute(f"DROP TABLE {t.name}{old}")
+        await conn.execute("DELETE FROM rm_tracking WHERE projection = $1", balances.name + old)

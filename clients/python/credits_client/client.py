@@ -247,6 +247,25 @@ class CreditsClient:
             "extend_hold", account_id, command_id, hold_id=hold_id, ttl_seconds=ttl_seconds
         )
 
+    async def set_resource_limit(
+        self,
+        account_id: str,
+        resource: str,
+        daily_limit: int | None,
+        *,
+        command_id: str | None = None,
+    ) -> Reply:
+        """The account's own daily limit on one resource (at most the plan's); None clears it."""
+        command = {
+            "type": "set_resource_limit",
+            "command_id": command_id or uuid.uuid4().hex,
+            "account_id": account_id,
+            "resource": resource,
+            # Sent even when None: null is how a limit is cleared.
+            "daily_limit": daily_limit,
+        }
+        return await self.send(command)
+
     async def release(
         self, account_id: str, hold_id: str, *, command_id: str | None = None
     ) -> Reply:

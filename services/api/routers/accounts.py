@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Path, Query, Security
 
 from domain.catalog import Catalog
 from domain.replies import Balance
+from domain.usage import effective_limit
 from projections import queries
 from services.api.auth import PORTAL, authorize
 from services.api.errors import READ_MODEL_BEHIND, HttpError, invalid, unknown_account
@@ -25,6 +26,7 @@ from services.api.models import (
     AccountView,
     ApiError,
     HoldView,
+    ResourceView,
     TransactionRow,
     TransactionsPage,
     UsagePage,
@@ -36,6 +38,8 @@ from services.api.overview_models import AccountOverview
 from services.api.resources import Resources, app_resources
 
 MAX_USAGE_DAYS = 366
+# Resources one account read lists (those with a limit of their own or used today).
+MAX_RESOURCES_SHOWN = 500
 DEFAULT_USAGE_DAYS = 30
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -120,10 +124,12 @@ async def get_account(
         account = await queries.account(conn, account_id)
         if account is None:
             raise unknown_account(account_id)
-        balances = _balances(held.catalog, await queries.balances(conn, account_id))
+        rows = await queries.balances(conn, account_id)
+        balances = _balances(held.catalog, account["plan"], rows)
         holds = [
             HoldView(**_without(h, "account_id")) for h in await queries.holds(conn, account_id)
         ]
+        resources = await _resources(conn, held.catalog, account)
         profile = await _profile(conn, held.catalog, account, balances)
     resets = [b.next_reset_at for b in balances.values() if b.next_reset_at is not None]
     return AccountView(
@@ -135,6 +141,7 @@ async def get_account(
         next_reset_at=min(resets, default=None),
         balances=balances,
         holds=holds,
+        resources=resources,
         profile=profile,
         version=account["version"],
         position=account["position"],
@@ -270,7 +277,17 @@ def _cursor(raw: str | None) -> tuple[int, str] | None:
     return int(match.group(1)), match.group(2)
 
 
-def _balances(catalog: Catalog, rows: list[dict[str, Any]]) -> dict[str, Balance]:
+def _spendable(catalog: Catalog, plan: str, credit_type: str, row: dict[str, Any]) -> int:
+    """The row's; a row stored before the column existed (null until the account's next event
+    or a rebuild) by the projection's rule."""
+    if row["spendable"] is not None:
+        return int(row["spendable"])
+    spec = catalog.credit_types.get(credit_type)
+    locked = spec is not None and not catalog.may_spend_purchased(plan, credit_type)
+    return int(row["available"]) - (int(row["purchased_remaining"]) if locked else 0)
+
+
+def _balances(catalog: Catalog, plan: str, rows: list[dict[str, Any]]) -> dict[str, Balance]:
     """Every credit type of the catalog (zero when the account never had any), and any other."""
     found = {row["credit_type"]: row for row in rows}
     result = {}
@@ -278,12 +295,32 @@ def _balances(catalog: Catalog, rows: list[dict[str, Any]]) -> dict[str, Balance
         row = found.get(credit_type)
         result[credit_type] = Balance(
             available=row["available"] if row else 0,
+            spendable=_spendable(catalog, plan, credit_type, row) if row else 0,
             held=row["held"] if row else 0,
             allocation_remaining=row["allocation_remaining"] if row else 0,
             purchased_remaining=row["purchased_remaining"] if row else 0,
             next_reset_at=row["next_reset_at"] if row else None,
         )
     return result
+
+
+async def _resources(
+    conn: asyncpg.Connection, catalog: Catalog, account: dict[str, Any]
+) -> list[ResourceView]:
+    plan = catalog.plans.get(account["plan"])
+    plan_limit = plan.resource_daily_limit if plan is not None else None
+    today = datetime.now(UTC).date()
+    rows = await queries.resources(conn, account["account_id"], today, MAX_RESOURCES_SHOWN)
+    return [
+        ResourceView(
+            resource=row["resource"],
+            daily_limit=row["daily_limit"],
+            plan_limit=plan_limit,
+            effective_limit=effective_limit(row["daily_limit"], plan_limit),
+            used_today=row["used"],
+        )
+        for row in rows
+    ]
 
 
 async def _profile(

@@ -22,7 +22,7 @@ from domain.commands import MAX_COMMAND_BYTES
 from domain.errors import ErrorCode, LedgerError
 from domain.replies import Reply
 from infra.metrics import COMMAND_SECONDS, COMMANDS, command_type
-from services.api.auth import PORTAL, Caller, authorize, require_command
+from services.api.auth import COMMAND_SCOPES, PORTAL, Caller, authorize, require_command
 from services.api.body import read_json_object
 from services.api.errors import (
     COMMAND_TIMEOUT,
@@ -63,8 +63,12 @@ router = APIRouter(prefix="/v1/accounts/{account_id}/commands", tags=["commands"
             "required": True,
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Command"}}},
         },
-        "x-command-scopes": "consume, reserve, capture, release: write; any other type: admin; "
-        "a portal token: request_top_up for its own account",
+        # From the table auth checks against, so the document cannot fall behind it.
+        "x-command-scopes": "; ".join(
+            f"{', '.join(t for t, s in COMMAND_SCOPES.items() if s == scope)}: {scope.value}"
+            for scope in dict.fromkeys(COMMAND_SCOPES.values())
+        )
+        + "; any other type: admin; a portal token: request_top_up for its own account",
     },
     responses={
         200: {"model": Reply, "description": "accepted or duplicate"},
