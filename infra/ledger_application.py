@@ -15,7 +15,14 @@ from dataclasses import fields
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    DatetimeAsISO,
+    DecimalAsStr,
+    JSONTranscoder,
+    Mapper,
+    Transcoding,
+    UUIDAsHex,
+)
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
@@ -161,6 +168,21 @@ class LedgerApplication(Application[str]):
             self.snapshots.put(snapshots)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        super().register_transcodings(transcoder)
-        for cls in (Lot, Hold, AllocationState):
-            transcoder.register(DataclassAsDict(cls))
+        register_ledger_transcodings(transcoder)
+
+
+def register_ledger_transcodings(transcoder: JSONTranscoder) -> None:
+    """The library's transcodings, and the snapshots' lots, holds and allocations (v1)."""
+    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
+        transcoder.register(transcoding)
+    for cls in (Lot, Hold, AllocationState):
+        transcoder.register(DataclassAsDict(cls))
+
+
+def ledger_mapper() -> Mapper[str]:
+    """The ledger application's mapper (stored events to domain events) without opening the
+    application: for a process that only reads stored rows with a pool of its own (the API).
+    The ledger's environment sets no cipher and no compressor."""
+    transcoder = JSONTranscoder()
+    register_ledger_transcodings(transcoder)
+    return Mapper(transcoder=transcoder)
