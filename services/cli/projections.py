@@ -132,7 +132,8 @@ def add_commands(commands: Commands) -> None:
         "show",
         help="an account's stream, balances, lots and holds (JSON)",
         description="Prints the newest events of the account's stream (from the event store) "
-        "and its balances, lots and holds (from the read models) as JSON.",
+        "and its balances, lots and holds (from the read models) as JSON; with --as-of T, the "
+        "account as the ledger recorded it at T, folded from its stored events up to T.",
     )
     show.add_argument("account_id", metavar="ID", help="the account id")
     show.add_argument(

@@ -6,6 +6,7 @@ the account opened, 422 for a malformed or a future T; portal tokens read their 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -25,7 +26,7 @@ async def test_the_account_at_each_past_instant_has_the_balances_replied_then(
     client: httpx.AsyncClient,
 ) -> None:
     api = Api(client, _unique("asof"))
-    sent = [
+    sent: list[tuple[str, dict[str, Any]]] = [
         ("open_account", {"plan": "starter"}),
         ("consume", {"action": "generate", "quantity": 2}),
         ("grant", {"credit_type": "credits", "amount": 90, "source": "promotional"}),

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import cast
 
 import pytest
 from eventsourcing.application import project_aggregate
@@ -65,7 +66,7 @@ async def test_every_instant_of_a_snapshotted_stream_reads_as_the_fold_cut_there
     ledger = snapshotting_ledger
     account = ledger.new_account_id("asof")
     await asyncio.to_thread(history, ledger, account)
-    events = list(ledger.app.events.get(account))
+    events = [cast(Account.Event, e) for e in ledger.app.events.get(account)]
     assert ledger.app.snapshots is not None
     assert len(ledger.app.snapshots.recorder.select_events(account)) >= 5
     tick = timedelta(microseconds=1)
@@ -103,7 +104,7 @@ async def test_account_show_as_of_prints_the_account_then(
     ledger = snapshotting_ledger
     account = ledger.new_account_id("asof-cli")
     await asyncio.to_thread(history, ledger, account)
-    events = list(ledger.app.events.get(account))
+    events = [cast(Account.Event, e) for e in ledger.app.events.get(account)]
     # Between the third consume and the expiry: the hold open, the promotional lot past its
     # expiry but not yet expired by the ledger.
     at = events[0].timestamp + timedelta(hours=2, minutes=20)

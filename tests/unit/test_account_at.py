@@ -11,7 +11,7 @@ instant, then the events after it up to the instant.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from eventsourcing.application import project_aggregate
@@ -95,9 +95,13 @@ def read_at(ledger: Ledger, at: datetime) -> FoldAt:
     return fold
 
 
+def events_of(ledger: Ledger) -> list[Account.Event]:
+    return [cast(Account.Event, e) for e in ledger.app.events.get(ACCOUNT)]
+
+
 def fold_cut_at(ledger: Ledger, at: datetime) -> tuple[Account | None, dict[str, datetime]]:
     """The plain fold of every stored event at or before `at`."""
-    events = [e for e in ledger.app.events.get(ACCOUNT) if e.timestamp <= at]
+    events = [e for e in events_of(ledger) if e.timestamp <= at]
     account = project_aggregate(None, events)
     reserved = {e.hold_id: e.timestamp for e in events if isinstance(e, Account.Reserved)}
     return (account if isinstance(account, Account) else None), reserved
@@ -123,7 +127,7 @@ def test_the_account_at_any_instant_is_the_fold_of_its_events_up_to_it(
         ledger.clock.advance(minutes=5)
         ledger.ok("open_account", ACCOUNT, plan=plan)
         drive(ledger, script)
-        times = sorted({e.timestamp for e in ledger.app.events.get(ACCOUNT)})
+        times = sorted({e.timestamp for e in events_of(ledger)})
         tick = timedelta(microseconds=1)
         instants = [START + timedelta(seconds=s) for s in offsets_seconds]
         for pick in picks:
