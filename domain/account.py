@@ -27,7 +27,7 @@ from domain.hold_commands import HoldCommands
 from domain.periods import period_containing, utc_day
 
 # Context is imported from here by the service, AllocationState by the v1 snapshot
-# transcodings of infra/ledger_application.py.
+# transcodings of infra/event_mapper.py.
 __all__ = ["Account", "AllocationState", "Context"]
 
 

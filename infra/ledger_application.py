@@ -11,41 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from contextlib import nullcontext, suppress
-from dataclasses import fields
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import (
-    DatetimeAsISO,
-    DecimalAsStr,
-    JSONTranscoder,
-    Mapper,
-    Transcoding,
-    UUIDAsHex,
-)
+from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from domain.account import Account, AllocationState
-from domain.lots import Hold, Lot
+from domain.account import Account
+from infra.event_mapper import register_ledger_transcodings
 from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.pool_metrics import POOLS
 
 DEFAULT_SNAPSHOT_INTERVAL = 200
-
-
-class DataclassAsDict(Transcoding):
-    """Snapshots hold the account's lots, holds and allocations: stored as plain objects."""
-
-    def __init__(self, cls: type) -> None:
-        self.type = cls
-        self.name = cls.__name__
-
-    def encode(self, obj: Any) -> dict[str, Any]:
-        return {f.name: getattr(obj, f.name) for f in fields(obj)}
-
-    def decode(self, data: dict[str, Any]) -> Any:
-        return self.type(**data)
 
 
 class LedgerApplication(Application[str]):
@@ -169,20 +147,3 @@ class LedgerApplication(Application[str]):
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         register_ledger_transcodings(transcoder)
-
-
-def register_ledger_transcodings(transcoder: JSONTranscoder) -> None:
-    """The library's transcodings, and the snapshots' lots, holds and allocations (v1)."""
-    for transcoding in (UUIDAsHex(), DecimalAsStr(), DatetimeAsISO()):
-        transcoder.register(transcoding)
-    for cls in (Lot, Hold, AllocationState):
-        transcoder.register(DataclassAsDict(cls))
-
-
-def ledger_mapper() -> Mapper[str]:
-    """The ledger application's mapper (stored events to domain events) without opening the
-    application: for a process that only reads stored rows with a pool of its own (the API).
-    The ledger's environment sets no cipher and no compressor."""
-    transcoder = JSONTranscoder()
-    register_ledger_transcodings(transcoder)
-    return Mapper(transcoder=transcoder)

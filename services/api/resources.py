@@ -14,7 +14,7 @@ from eventsourcing.persistence import Mapper
 from fastapi import Request
 
 from domain.catalog import Catalog, load_catalog
-from infra.ledger_application import ledger_mapper
+from infra.event_mapper import ledger_mapper
 from infra.process_pool import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.registry import build_projections

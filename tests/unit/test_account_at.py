@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from domain.account import Account
 from domain.snapshots import encode
-from infra.ledger_application import ledger_mapper
+from infra.event_mapper import ledger_mapper
 from projections.account_at import (
     RESERVED_TOPIC,
     AsOfInFuture,
