@@ -31,7 +31,7 @@ from domain.usage import effective_limit
 MAX_RESOURCE_LIMITS = 1000
 
 # Context is imported from here by the service, AllocationState by the v1 snapshot
-# transcodings of infra/ledger_application.py.
+# transcodings of infra/event_mapper.py.
 __all__ = ["Account", "AllocationState", "Context"]
 
 

@@ -17,7 +17,7 @@ from domain.fields import Breakdown, LotId, Name, Part, total
 from domain.holds import Hold
 
 # Breakdown, Part and total are read from here by the projections, Hold by the v1 snapshot
-# transcodings in infra/ledger_application.py; they live in domain/fields.py and holds.py.
+# transcodings in infra/event_mapper.py; they live in domain/fields.py and holds.py.
 __all__ = ["Breakdown", "Hold", "Lot", "Lots", "Part", "draw", "total"]
 
 _NEVER = datetime.max.replace(tzinfo=None)

@@ -5,7 +5,7 @@ Version 2 holds only what JSON and eventsourcing's default transcoder carry (obj
 strings, integers, ISO times), each value object as an object of its fields, so snapshots need
 no transcoding of domain classes. Version 1 was the account's attributes as they were, with
 `Lot`, `Hold` and `AllocationState` objects decoded by the transcodings that
-infra/ledger_application.py registers; those three keep their fields, so old snapshots still
+infra/event_mapper.py registers; those three keep their fields, so old snapshots still
 decode, and `upcast_v1` maps the rest (dicts of top-ups, settings, counters) onto today's
 value objects. A snapshot is only a shortcut: an account loads the same from its events alone.
 """

@@ -11,34 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from contextlib import nullcontext, suppress
-from dataclasses import fields
 from typing import Any, cast
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
-from eventsourcing.persistence import JSONTranscoder, Transcoding
+from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from domain.account import Account, AllocationState
-from domain.lots import Hold, Lot
+from domain.account import Account
+from infra.event_mapper import register_ledger_transcodings
 from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.pool_metrics import POOLS
 
 DEFAULT_SNAPSHOT_INTERVAL = 200
-
-
-class DataclassAsDict(Transcoding):
-    """Snapshots hold the account's lots, holds and allocations: stored as plain objects."""
-
-    def __init__(self, cls: type) -> None:
-        self.type = cls
-        self.name = cls.__name__
-
-    def encode(self, obj: Any) -> dict[str, Any]:
-        return {f.name: getattr(obj, f.name) for f in fields(obj)}
-
-    def decode(self, data: dict[str, Any]) -> Any:
-        return self.type(**data)
 
 
 class LedgerApplication(Application[str]):
@@ -161,6 +146,4 @@ class LedgerApplication(Application[str]):
             self.snapshots.put(snapshots)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
-        super().register_transcodings(transcoder)
-        for cls in (Lot, Hold, AllocationState):
-            transcoder.register(DataclassAsDict(cls))
+        register_ledger_transcodings(transcoder)

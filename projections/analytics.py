@@ -1,5 +1,5 @@
-"""The analytics read models: revenue per pack and currency, credits outstanding per type,
-free→paid conversions and time between refills.
+"""The analytics read models: revenue per pack and currency, credits outstanding per type
+(paid, granted, owed), breakage, free→paid conversions and refills.
 
 - Revenue is gross: every paid grant (`purchase` and `top_up`), by pack (`''` for amount-based
   purchases and top-ups) and currency, in minor units; refunds show in transactions.
@@ -8,14 +8,22 @@ free→paid conversions and time between refills.
   first paid grant or its first change to a plan with a price, whichever comes first.
 - Refills: paid grants per account; the mean time between them is
   `(last_refill_at - first_refill_at) / (refills - 1)`.
+- Per UTC day (the event's timestamp), for reads over a period: revenue
+  (`rm_analytics_revenue_daily`), breakage (`rm_analytics_breakage`, projections/breakage.py)
+  and refills per account (`rm_analytics_refills`).
+- Paid and owed parts of what is outstanding: projections/paid_outstanding.py.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, date
+
 from domain.account import Account
 from domain.catalog import Catalog
 from projections.batch import BatchState, Row
+from projections.breakage import breakage
 from projections.movements import movements
+from projections.paid_outstanding import OUTSTANDING_SPLIT, PAID_LOTS, apply_split
 from projections.tables import (
     BIGINT,
     BOOL,
@@ -25,7 +33,10 @@ from projections.tables import (
     TIME,
     TIME_OR_NULL,
     Table,
+    not_null,
 )
+
+DAY = not_null("date")
 
 REVENUE = Table(
     "rm_analytics_revenue",
@@ -65,11 +76,49 @@ ANALYTICS_ACCOUNTS = Table(
     ),
     key=("account_id",),
 )
+REVENUE_DAILY = Table(
+    "rm_analytics_revenue_daily",
+    "counter",
+    (
+        ("day", DAY),
+        ("source", TEXT),
+        ("pack", TEXT),
+        ("currency", TEXT),
+        ("purchases", BIGINT),
+        ("amount_cents", EXACT_INT),
+        ("credits", EXACT_INT),
+    ),
+    key=("day", "source", "pack", "currency"),
+    sums=("purchases", "amount_cents", "credits"),
+)
+BREAKAGE = Table(
+    "rm_analytics_breakage",
+    "counter",
+    (("day", DAY), ("credit_type", TEXT), ("kind", TEXT), ("credits", EXACT_INT)),
+    key=("day", "credit_type", "kind"),
+    sums=("credits",),
+)
+REFILLS = Table(
+    "rm_analytics_refills",
+    "counter",
+    (("day", DAY), ("account_id", TEXT), ("refills", BIGINT)),
+    key=("day", "account_id"),
+    sums=("refills",),
+)
 
 
 class AnalyticsProjection:
     name = "analytics"
-    tables: tuple[Table, ...] = (REVENUE, OUTSTANDING, ANALYTICS_ACCOUNTS)
+    tables: tuple[Table, ...] = (
+        REVENUE,
+        OUTSTANDING,
+        ANALYTICS_ACCOUNTS,
+        REVENUE_DAILY,
+        BREAKAGE,
+        REFILLS,
+        PAID_LOTS,
+        OUTSTANDING_SPLIT,
+    )
 
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
@@ -87,6 +136,13 @@ class AnalyticsProjection:
                     "held": moved.held_delta,
                 },
             )
+        day = _day(event)
+        for credit_type, kind, credits in breakage(event):
+            state.add(
+                BREAKAGE.name,
+                {"day": day, "credit_type": credit_type, "kind": kind, "credits": credits},
+            )
+        apply_split(state, event)
         accounts = state.rows(ANALYTICS_ACCOUNTS.name)
         if isinstance(event, Account.Opened):
             accounts.put(
@@ -123,6 +179,19 @@ class AnalyticsProjection:
                     "credits": event.amount,
                 },
             )
+            state.add(
+                REVENUE_DAILY.name,
+                {
+                    "day": day,
+                    "source": event.source,
+                    "pack": event.pack or "",
+                    "currency": event.currency or "",
+                    "purchases": 1,
+                    "amount_cents": event.amount_paid_cents or 0,
+                    "credits": event.amount,
+                },
+            )
+            state.add(REFILLS.name, {"day": day, "account_id": event.originator_id, "refills": 1})
             account["refills"] += 1
             account["first_refill_at"] = account["first_refill_at"] or event.timestamp
             account["last_refill_at"] = event.timestamp
@@ -132,6 +201,10 @@ class AnalyticsProjection:
     def _paid_plan(self, plan: str) -> bool:
         spec = self.catalog.plans.get(plan)
         return spec is not None and spec.price_cents > 0
+
+
+def _day(event: Account.Event) -> date:
+    return event.timestamp.astimezone(UTC).date()
 
 
 def _convert(account: Row, event: Account.Event, how: str) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from domain.integration import cloud_event_type, event_data
 from projections import queries
+from projections.account_at import account_at, describe
 from projections.event_log import Logged, UndecodableEvent
 from projections.read_side import ReadSide
 from projections.store import TRACKING, skipped_counts
@@ -67,6 +68,29 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             "holds": await queries.holds(conn, account_id),
             "stream": stream,
         }
+
+
+async def account_report_at(
+    read_side: ReadSide, account_id: str, events: int, at: datetime
+) -> dict[str, Any] | None:
+    """The account as the ledger recorded it at `at` (its stored events up to then, folded),
+    and the newest `events` of its stream up to then; None if it had not opened by then."""
+    limit = max(1, min(events, MAX_SHOWN_EVENTS))
+    async with read_side.pool.acquire() as conn:
+        fold = await account_at(conn, read_side.log.mapper, account_id, at)
+        if fold is None or fold.account is None or fold.position is None:
+            return None
+        rows = await conn.fetch(
+            "SELECT * FROM (SELECT notification_id, originator_id, originator_version, topic, "
+            f"state FROM {read_side.log.table} WHERE originator_id = $1 "
+            "AND originator_version <= $2 ORDER BY originator_version DESC LIMIT $3) s "
+            "ORDER BY originator_version",
+            account_id,
+            fold.account.version,
+            limit,
+        )
+    seen = describe(fold.account, read_side.catalog, at, fold.position, fold.reserved_at)
+    return {**seen, "stream": [_shown(item) for item in read_side.log.decode(rows)]}
 
 
 def _shown(item: Logged) -> dict[str, Any]:

@@ -146,6 +146,43 @@ async def outstanding_mismatches(
         if holds != gives:
             read_model = f"rm_analytics_outstanding[{credit_type}] (available, held)"
             mismatches.append(Mismatch("(all accounts)", read_model, holds, gives))
+    return mismatches + await _split_mismatches(conn, accounts, catalog)
+
+
+def paid_and_owed(account: Account, credit_type: str) -> tuple[int, int, int]:
+    """(unheld in paid lots, held in paid lots, owed) of one account: the split's terms."""
+    paid = [lot for lot in account.lots.values() if lot.paid and lot.credit_type == credit_type]
+    return (
+        sum(lot.unheld for lot in paid),
+        sum(lot.held for lot in paid),
+        account.owed.of(credit_type),
+    )
+
+
+async def _split_mismatches(
+    conn: asyncpg.Connection, accounts: Sequence[Account], catalog: Catalog
+) -> list[Mismatch]:
+    """The paid and owed parts of what is outstanding against the same sums of the fold."""
+    totals: dict[str, tuple[int, int, int]] = {}
+    for account in accounts:
+        for credit_type in catalog.credit_types:
+            terms = paid_and_owed(account, credit_type)
+            before = totals.get(credit_type, (0, 0, 0))
+            totals[credit_type] = (
+                before[0] + terms[0],
+                before[1] + terms[1],
+                before[2] + terms[2],
+            )
+    rows = await conn.fetch(
+        "SELECT credit_type, paid_available, paid_held, owed FROM rm_analytics_outstanding_split"
+    )
+    found = {r["credit_type"]: (r["paid_available"], r["paid_held"], r["owed"]) for r in rows}
+    mismatches = []
+    for credit_type in sorted(set(found) | set(totals)):
+        holds, gives = found.get(credit_type, (0, 0, 0)), totals.get(credit_type, (0, 0, 0))
+        if holds != gives:
+            read_model = f"rm_analytics_outstanding_split[{credit_type}] (paid, paid held, owed)"
+            mismatches.append(Mismatch("(all accounts)", read_model, holds, gives))
     return mismatches
 
 

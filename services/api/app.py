@@ -25,7 +25,16 @@ from services.api.errors import install_error_handlers
 from services.api.gateway import CommandGateway
 from services.api.guard import RequestGuard
 from services.api.resources import Resources
-from services.api.routers import accounts, changes, commands, health, ops, page, portal_tokens
+from services.api.routers import (
+    accounts,
+    analytics,
+    changes,
+    commands,
+    health,
+    ops,
+    page,
+    portal_tokens,
+)
 from services.payments.checkout import CheckoutRequest
 from services.payments.http import PaymentRoutes
 
@@ -86,6 +95,7 @@ def create_app(settings: Settings, *, gateway: CommandGateway | None = None) -> 
         commands.router,
         portal_tokens.router,
         ops.router,
+        analytics.router,
         page.router,
     ):
         app.include_router(router)

@@ -3,8 +3,10 @@
 Every `/v1` route declares the scope it needs (`Security(authorize, scopes=[...])`, which also
 puts it in the OpenAPI document) and whether portal tokens may call it (`PORTAL`, the
 `x-portal-token` extension). Scopes nest: `admin` includes `write`, which includes `read`;
-`ops` stands alone. 401 `unauthenticated` without a valid credential, 403 `forbidden` with one
-that does not reach the route (docs/API.md has the table).
+`ops` stands alone. A route may also declare a route-only scope that several key scopes reach
+(`ROUTE_SCOPES`: `analytics`, reached by `ops` and `admin` keys). 401 `unauthenticated`
+without a valid credential, 403 `forbidden` with one that does not reach the route (docs/API.md
+has the table).
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ GRANTS: dict[Scope, frozenset[Scope]] = {
     Scope.admin: frozenset({Scope.read, Scope.write, Scope.admin}),
     Scope.ops: frozenset({Scope.ops}),
 }
+# Route-only scopes: no key has them; the key scopes listed reach them.
+ANALYTICS = "analytics"
+ROUTE_SCOPES: dict[str, frozenset[Scope]] = {ANALYTICS: frozenset({Scope.ops, Scope.admin})}
 # The scope each command type needs through `POST /v1/accounts/{id}/commands`; any type not
 # listed (grant, revoke, purchase, open_account, change_plan, configure_top_up, migrate,
 # request_top_up, renew, expire, fail_top_up, and any added later) needs `admin`.
@@ -64,6 +69,16 @@ class KeyCaller:
     def may(self, scope: Scope) -> bool:
         return scope in GRANTS[self.key.scope]
 
+    def reaches(self, route_scope: str) -> bool:
+        """A route's scope: a key scope this key grants, or a route-only one it reaches."""
+        return reaches(self.key.scope, route_scope)
+
+
+def reaches(key_scope: Scope, route_scope: str) -> bool:
+    if route_scope in ROUTE_SCOPES:
+        return key_scope in ROUTE_SCOPES[route_scope]
+    return Scope(route_scope) in GRANTS[key_scope]
+
 
 @dataclass(frozen=True)
 class PortalCaller:
@@ -84,7 +99,7 @@ async def authorize(
     # One scope per route (a dependency chain may name it more than once).
     (needed,) = set(security_scopes.scopes)
     if isinstance(caller, KeyCaller):
-        if not caller.may(Scope(needed)):
+        if not caller.reaches(needed):
             raise forbidden(f"this route needs a key with scope {needed}")
         return caller
     extra = getattr(request.scope.get("route"), "openapi_extra", None) or {}

@@ -38,6 +38,7 @@ DATABASE_UNAVAILABLE = "database_unavailable"
 KAFKA_UNAVAILABLE = "kafka_unavailable"
 INTERNAL = "internal"
 TOO_MANY_STREAMS = "too_many_streams"
+AS_OF_IN_FUTURE = "as_of_in_future"
 
 # How long a client should wait before retrying a 503: a restarted dependency is usually back
 # within this (the components' retries pause at most 2 s).

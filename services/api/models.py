@@ -115,6 +115,26 @@ class UsageProfile(_Model):
     totals_per_action: dict[str, int]
 
 
+class LotView(_Model):
+    """A lot as the ledger recorded it at `as_of` (reads at a past time only)."""
+
+    lot_id: str
+    credit_type: str
+    source: str
+    amount: int
+    remaining: int
+    held: int
+    revoked: int
+    priority: int
+    paid: bool
+    closed: bool
+    granted_at: datetime
+    expires_at: datetime | None
+    payment_reference: str | None
+    # Its expiry had passed at `as_of`, but the ledger recorded the expiry only later.
+    past_expiry: bool
+
+
 class AccountView(_Model):
     account_id: str
     plan: str
@@ -129,9 +149,13 @@ class AccountView(_Model):
     # `MAX_RESOURCES_SHOWN` (500).
     resources: list[ResourceView]
     profile: UsageProfile | None
-    # Stream version and notification id of the last event the read model applied.
+    # Stream version and notification id of the last event the read model applied (with
+    # `as_of`: the last event at or before it).
     version: int
     position: int
+    # With `?as_of=`: the instant read (UTC), and the lots then; null in a current read.
+    as_of: datetime | None = None
+    lots: list[LotView] | None = None
 
 
 class UsageRow(_Model):

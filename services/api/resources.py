@@ -1,16 +1,20 @@
 """What the API holds: an asyncpg pool (reads, keys, command outcomes), the Kafka gateway for
-commands, the portal token signer, the change feed of open pages and the catalog. Opened on
+commands, the portal token signer, the change feed of open pages, the catalog, and the event
+mapper that decodes an account's stored events for a read at a past time. Opened on
 first use (so an app without lifespan, as in tests, works) and closed by the app's lifespan.
 The API holds no event-store application: it never writes events."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
+from eventsourcing.persistence import Mapper
 from fastapi import Request
 
 from domain.catalog import Catalog, load_catalog
+from infra.event_mapper import ledger_mapper
 from infra.process_pool import borrow_pool, give_back_pool
 from infra.settings import Settings
 from projections.registry import build_projections
@@ -28,6 +32,8 @@ class Resources:
         self.gateway = gateway or CommandGateway(settings)
         self.portal_tokens = PortalTokens(settings.portal_token_secret_list())
         self.changes = ChangeFeed(settings.pg_dsn())
+        # Decodes stored events for reads at a past time (`?as_of=`); it opens no connection.
+        self.mapper: Mapper[Any] = ledger_mapper()
         self._pool: asyncpg.Pool | None = None
         self._lock = asyncio.Lock()
 

@@ -6,12 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any
 
 from tqdm import tqdm
 
 from infra.settings import Settings
 from projections import ops as projection_ops
+from projections.account_at import AsOfInFuture, AsOfInvalid, parse_as_of
 from projections.read_side import open_read_side
 from projections.rebuild import RebuildResult, rebuild
 from projections.registry import PROJECTION_NAMES
@@ -62,6 +64,9 @@ def _cmd_projections_rebuild(args: argparse.Namespace, settings: Settings) -> in
 
 
 def _cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
+    if args.as_of is not None:
+        return _account_show_at(args, settings)
+
     async def read() -> dict[str, Any]:
         async with open_read_side(settings) as read_side:
             return await projection_ops.account_report(read_side, args.account_id, args.events)
@@ -69,6 +74,30 @@ def _cmd_account_show(args: argparse.Namespace, settings: Settings) -> int:
     report = asyncio.run(read())
     if report["account"] is None and not report["stream"]:
         print(f"unknown_account: no account {args.account_id}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2, default=str))
+    return 0
+
+
+def _account_show_at(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        at = parse_as_of(args.as_of, datetime.now(UTC))
+    except AsOfInvalid as error:
+        print(f"invalid_request: --as-of: {error}", file=sys.stderr)
+        return 2
+    except AsOfInFuture as error:
+        print(f"as_of_in_future: --as-of: {error}", file=sys.stderr)
+        return 2
+
+    async def read() -> dict[str, Any] | None:
+        async with open_read_side(settings) as read_side:
+            return await projection_ops.account_report_at(
+                read_side, args.account_id, args.events, at
+            )
+
+    report = asyncio.run(read())
+    if report is None:
+        print(f"unknown_account: no account {args.account_id} at {at.isoformat()}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2, default=str))
     return 0
@@ -103,10 +132,19 @@ def add_commands(commands: Commands) -> None:
         "show",
         help="an account's stream, balances, lots and holds (JSON)",
         description="Prints the newest events of the account's stream (from the event store) "
-        "and its balances, lots and holds (from the read models) as JSON.",
+        "and its balances, lots and holds (from the read models) as JSON; with --as-of T, the "
+        "account as the ledger recorded it at T, folded from its stored events up to T.",
     )
     show.add_argument("account_id", metavar="ID", help="the account id")
     show.add_argument(
         "--events", type=int, default=50, help="newest events to print (default 50, at most 1000)"
+    )
+    show.add_argument(
+        "--as-of",
+        metavar="T",
+        help="show the account as the ledger recorded it at T (RFC 3339 with an offset, e.g. "
+        "2026-01-31T10:00:00Z; an event at exactly T counts): balances, lots and holds folded "
+        "from the stored events up to T, and the newest events up to T. Exits 1 if the account "
+        "had not opened by T, 2 if T is malformed or in the future",
     )
     show.set_defaults(handler=_cmd_account_show)

@@ -24,8 +24,11 @@ from infra.ledger_application import LedgerApplication
 from infra.retry import Backoff, retry
 from infra.settings import Settings
 from projections.read_side import ReadSide, open_read_side
+from projections.reconcile import paid_and_owed
 from tests.projections import storable_folds as folds
 from tests.projections.extreme_streams import RawStore
+
+SPLIT = ("paid_available", "paid_held", "owed")
 
 _databases = itertools.count()
 
@@ -106,6 +109,7 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
     pool = side.read_side.pool
     outstanding: Counter[str] = Counter()
     held: Counter[str] = Counter()
+    split: dict[str, Counter[str]] = {}
     async with pool.acquire() as conn:
         for account_id_ in side.accounts:
             events = every[account_id_]
@@ -114,12 +118,22 @@ async def assert_equal_to_the_fold(side: Side, others: Collection[str] = ()) -> 
             for credit_type in folds.credit_types(events):
                 outstanding[folds.key(credit_type)] += account.available(credit_type)
                 held[folds.key(credit_type)] += account.held(credit_type)
+                terms = zip(SPLIT, paid_and_owed(account, credit_type), strict=True)
+                split.setdefault(folds.key(credit_type), Counter()).update(dict(terms))
         rows = await conn.fetch("SELECT * FROM rm_analytics_outstanding")
         assert {
             r["credit_type"]: (r["available"], r["held"])
             for r in rows
             if r["credit_type"] not in others
         } == {ct: (outstanding[ct], held[ct]) for ct in outstanding.keys() | held.keys()}
+        rows = await conn.fetch("SELECT * FROM rm_analytics_outstanding_split")
+        assert {
+            r["credit_type"]: tuple(r[c] for c in SPLIT)
+            for r in rows
+            if r["credit_type"] not in others and any(r[c] for c in SPLIT)
+        } == {
+            ct: tuple(terms[c] for c in SPLIT) for ct, terms in split.items() if any(terms.values())
+        }
         revenue: dict[tuple[str, str, str], Counter[str]] = {}
         for account_id_ in side.accounts:
             for row_key, counted in folds.revenue(every[account_id_]).items():

@@ -1,4 +1,5 @@
-"""Reads of one account: the account, its usage, its transactions (all from the read models).
+"""Reads of one account: the account, its usage, its transactions (all from the read models),
+and the account at a past time (`?as_of=`, from the event store: projections/account_at.py).
 
 Read-your-writes: a command's reply carries `position`; passing it as `?min_position=N` makes a
 read wait (at most `CREDITS_READ_WAIT_SECONDS`) until the read models it uses have applied it,
@@ -14,18 +15,28 @@ from typing import Annotated, Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Path, Query, Security
 
+from domain.account import Account
 from domain.catalog import Catalog
+from domain.errors import ErrorCode
 from domain.replies import Balance
 from domain.usage import effective_limit
 from projections import queries
+from projections.account_at import AsOfInFuture, AsOfInvalid, account_at, describe, parse_as_of
 from services.api.auth import PORTAL, authorize
-from services.api.errors import READ_MODEL_BEHIND, HttpError, invalid, unknown_account
+from services.api.errors import (
+    AS_OF_IN_FUTURE,
+    READ_MODEL_BEHIND,
+    HttpError,
+    invalid,
+    unknown_account,
+)
 from services.api.log_head import events_head
 from services.api.models import (
     ACCOUNT_ID_PATTERN,
     AccountView,
     ApiError,
     HoldView,
+    LotView,
     ResourceView,
     TransactionRow,
     TransactionsPage,
@@ -77,6 +88,18 @@ LastDay = Annotated[
         description="last day, UTC, inclusive (default: today); at most 366 days in all",
     ),
 ]
+AsOf = Annotated[
+    str | None,
+    Query(
+        max_length=40,
+        json_schema_extra={"format": "date-time"},
+        description="read the account as the ledger recorded it at this instant (RFC 3339 with "
+        "an offset, e.g. 2026-01-31T10:00:00Z; an event at exactly this instant counts), from "
+        "the event store: balances, lots and holds then. 404 unknown_account if it had not "
+        "opened by then, 422 invalid_request if malformed, 422 as_of_in_future if after now; "
+        "min_position is not needed (the event store is never behind)",
+    ),
+]
 Bucket = Annotated[
     Literal["day", "month"], Query(description="rows per day (default) or per month")
 ]
@@ -110,7 +133,8 @@ router = APIRouter(
 @router.get(
     "",
     operation_id="getAccount",
-    summary="Balances per credit type, plan, next reset, open holds; a daily plan's usage profile",
+    summary="Balances per credit type, plan, next reset, open holds; a daily plan's usage profile;"
+    " with as_of, all of it and the lots at a past instant",
     response_model=AccountView,
     openapi_extra=PORTAL,
 )
@@ -118,7 +142,10 @@ async def get_account(
     account_id: AccountId,
     held: Held,
     min_position: MinPosition = None,
+    as_of: AsOf = None,
 ) -> AccountView:
+    if as_of is not None:
+        return await _account_as_of(held, account_id, as_of)
     pool = await _pool_at(held, ("balances", "usage"), min_position)
     async with pool.acquire() as conn:
         account = await queries.account(conn, account_id)
@@ -231,6 +258,56 @@ async def get_transactions(
     if len(items) == limit:
         next_before = f"{items[-1].version}.{items[-1].credit_type}"
     return TransactionsPage(account_id=account_id, transactions=items, next_before=next_before)
+
+
+async def _account_as_of(held: Resources, account_id: str, as_of: str) -> AccountView:
+    """The account folded from its stored events up to `as_of` (no usage profile: that is a
+    read model's view of today)."""
+    try:
+        at = parse_as_of(as_of, datetime.now(UTC))
+    except AsOfInvalid as error:
+        raise invalid(f"as_of: {error}") from None
+    except AsOfInFuture as error:
+        raise HttpError(422, AS_OF_IN_FUTURE, f"as_of: {error}") from None
+    pool = await held.pool()
+    async with pool.acquire() as conn:
+        fold = await account_at(conn, held.mapper, account_id, at)
+    if fold is None or fold.account is None or fold.position is None:
+        raise HttpError(
+            404, ErrorCode.unknown_account.value, f"no account {account_id} at {at.isoformat()}"
+        )
+    seen = describe(fold.account, held.catalog, at, fold.position, fold.reserved_at)
+    rows = seen["balances"]
+    return AccountView(
+        **{k: v for k, v in seen.items() if k not in ("balances", "holds", "lots")},
+        balances=_balances(
+            held.catalog, seen["plan"], [{"credit_type": ct, **b} for ct, b in rows.items()]
+        ),
+        holds=[HoldView(**h) for h in seen["holds"]],
+        lots=[LotView(**lot) for lot in seen["lots"]],
+        resources=_resources_at(fold.account, held.catalog, at),
+        profile=None,
+    )
+
+
+def _resources_at(account: Account, catalog: Catalog, at: datetime) -> list[ResourceView]:
+    """The resources as recorded at `at`: the account's own limits, and the use of `at`'s UTC day
+    (what the ledger had counted by then)."""
+    plan = catalog.plans.get(account.plan)
+    plan_limit = plan.resource_daily_limit if plan is not None else None
+    usage = account.usage
+    used = usage.by_resource if usage.day == at.astimezone(UTC).date().isoformat() else {}
+    names = sorted(set(account.resource_limits) | set(used))[:MAX_RESOURCES_SHOWN]
+    return [
+        ResourceView(
+            resource=name,
+            daily_limit=account.resource_limits.get(name),
+            plan_limit=plan_limit,
+            effective_limit=effective_limit(account.resource_limits.get(name), plan_limit),
+            used_today=used.get(name, 0),
+        )
+        for name in names
+    ]
 
 
 async def _pool_at(
