@@ -13,7 +13,12 @@ async def analytics(conn: asyncpg.Connection, first: date, last: date) -> dict[s
     """Revenue, breakage, conversion and refills of the days `first`..`last` (inclusive), and
     credits outstanding now."""
     start = datetime.combine(first, time(), UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), UTC)
+    # The instant after `last` (the calendar's last day has none: its last microsecond then).
+    end = (
+        datetime.max.replace(tzinfo=UTC)
+        if last == date.max
+        else datetime.combine(last + timedelta(days=1), time(), UTC)
+    )
     revenue = await conn.fetch(
         "SELECT source, pack, currency, sum(purchases) AS purchases, "
         "sum(amount_cents) AS amount_cents, sum(credits) AS credits "

@@ -12,10 +12,11 @@ Choices where the catalog is silent:
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from domain.catalog import Catalog
+from services.api.day_range import days_after
 from services.api.overview_models import (
     AccountOverview,
     ActionInfo,
@@ -172,7 +173,9 @@ def _run_out(
     if rate_per_day <= 0:
         return None, False
     # Today's spending is already in `spendable`: it lasts this many more whole days.
-    day = today + timedelta(days=spendable // rate_per_day)
+    day = days_after(today, spendable // rate_per_day)
+    if day is None:  # lasts past the calendar's end
+        return None, False
     if next_reset_at is not None and next_reset_at.astimezone(UTC).date() <= day:
         return None, True
     return day, False

@@ -9,7 +9,7 @@ else 504 `read_model_behind`.
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Literal
 
 import asyncpg
@@ -23,6 +23,7 @@ from domain.usage import effective_limit
 from projections import queries
 from projections.account_at import AsOfInFuture, AsOfInvalid, account_at, describe, parse_as_of
 from services.api.auth import PORTAL, authorize
+from services.api.day_range import day_range, days_before
 from services.api.errors import (
     AS_OF_IN_FUTURE,
     READ_MODEL_BEHIND,
@@ -194,7 +195,7 @@ async def get_overview(
         if account is None:
             raise unknown_account(account_id)
         rows = await queries.balances(conn, account_id)
-        first = today - timedelta(days=rate_window(account["opened_at"], today) - 1)
+        first = days_before(today, rate_window(account["opened_at"], today) - 1)
         spent = await queries.spent_since(conn, account_id, first)
     return account_overview(held.catalog, account, rows, spent, today)
 
@@ -215,12 +216,13 @@ async def get_usage(
     bucket: Bucket = "day",
     min_position: MinPosition = None,
 ) -> UsagePage:
-    last = _day("to", last_day) or datetime.now(UTC).date()
-    first = _day("from", first_day) or last - timedelta(days=DEFAULT_USAGE_DAYS - 1)
-    if first > last:
-        raise invalid("from: must not be after to")
-    if (last - first).days >= MAX_USAGE_DAYS:
-        raise invalid(f"from..to: at most {MAX_USAGE_DAYS} days")
+    first, last = day_range(
+        first_day,
+        last_day,
+        today=datetime.now(UTC).date(),
+        default_days=DEFAULT_USAGE_DAYS,
+        max_days=MAX_USAGE_DAYS,
+    )
     pool = await _pool_at(held, ("usage",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)
@@ -334,15 +336,6 @@ async def _pool_at(
 async def _existing(conn: asyncpg.Connection, account_id: str) -> None:
     if await queries.account(conn, account_id) is None:
         raise unknown_account(account_id)
-
-
-def _day(name: str, raw: str | None) -> date | None:
-    if raw is None:
-        return None
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise invalid(f"{name}: a date YYYY-MM-DD") from None
 
 
 def _cursor(raw: str | None) -> tuple[int, str] | None:

@@ -3,7 +3,7 @@ conversion and refills over a period of UTC days, from the analytics read model.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Security
@@ -12,7 +12,7 @@ from projections.analytics_read import analytics
 from projections.store import positions
 from services.api.analytics_models import AnalyticsReport
 from services.api.auth import ANALYTICS, authorize
-from services.api.errors import invalid
+from services.api.day_range import day_range
 from services.api.models import ApiError
 from services.api.resources import Resources, app_resources
 from services.api.routers.accounts import (
@@ -21,7 +21,6 @@ from services.api.routers.accounts import (
     FirstDay,
     LastDay,
     MinPosition,
-    _day,
     _pool_at,
 )
 
@@ -53,12 +52,13 @@ async def get_analytics(
     last_day: LastDay = None,
     min_position: MinPosition = None,
 ) -> AnalyticsReport:
-    last = _day("to", last_day) or datetime.now(UTC).date()
-    first = _day("from", first_day) or last - timedelta(days=DEFAULT_USAGE_DAYS - 1)
-    if first > last:
-        raise invalid("from: must not be after to")
-    if (last - first).days >= MAX_USAGE_DAYS:
-        raise invalid(f"from..to: at most {MAX_USAGE_DAYS} days")
+    first, last = day_range(
+        first_day,
+        last_day,
+        today=datetime.now(UTC).date(),
+        default_days=DEFAULT_USAGE_DAYS,
+        max_days=MAX_USAGE_DAYS,
+    )
     pool = await _pool_at(held, ("analytics",), min_position)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         # One snapshot: the figures and the position agree.
