@@ -64,7 +64,9 @@ async def ensure_tables(
 
 
 async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
-    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite."""
+    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite.
+    Columns added to a table since it was made are added, null in the rows it holds (a column
+    added later must allow null; `credits projections rebuild` fills them)."""
     current = dict(
         await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "
@@ -73,6 +75,9 @@ async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
         )
     )
     for column, sql_type in table.columns:
+        if current and column not in current:
+            assert not sql_type.endswith("NOT NULL"), (name, column, "added later: nullable")
+            await conn.execute(f"ALTER TABLE {name} ADD COLUMN IF NOT EXISTS {column} {sql_type}")
         if sql_type.startswith("numeric") and current.get(column) == "bigint":
             await conn.execute(f"ALTER TABLE {name} ALTER COLUMN {column} TYPE numeric")
 
