@@ -68,9 +68,12 @@ def grant_view(event: Account.Event) -> dict[str, Any] | None:
         "repaid_debt": event.repaid_debt,
         "catalog_version": event.catalog_version,
     }
-    granted_fields = {f.name for f in dataclasses.fields(Account.Granted)} - _ENVELOPE
-    assert set(fields) == granted_fields, "the view has exactly Granted's fields"
+    assert fields.keys() == _GRANTED_FIELDS, "the view has exactly Granted's fields"
     return fields
+
+
+def _data_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)} - _ENVELOPE
 
 
 def event_data(event: Account.Event) -> dict[str, Any]:
@@ -86,3 +89,6 @@ def _json_safe(value: Any) -> Any:
         return [_json_safe(v) for v in value]
     assert value is None or isinstance(value, str | int | bool), type(value)
     return value
+
+
+_GRANTED_FIELDS = _data_fields(Account.Granted)
