@@ -56,6 +56,7 @@ class AllocationFields(TypedDict):
     repaid_overdraft: int
     repaid_debt: int
     catalog_version: str
+    plan: str
 
 
 class AccountRules(AccountState, BaseAggregate[str]):
@@ -177,6 +178,7 @@ class AccountRules(AccountState, BaseAggregate[str]):
             "repaid_overdraft": repaid_overdraft,
             "repaid_debt": repaid_debt,
             "catalog_version": ctx.catalog.version,
+            "plan": self.plan,
         }
 
     def _grant(

@@ -62,7 +62,8 @@ class Opened(Event, CanInitAggregate[str]):
 class AllocationGranted(Event):
     """A plan's allocation starts: at opening or on a plan change."""
 
-    class_version = 1
+    # 2: `plan` recorded (None in events stored before).
+    class_version = 2
     credit_type: Name
     lot_id: LotId
     amount: Credits
@@ -80,6 +81,12 @@ class AllocationGranted(Event):
     catalog_version: str
     # Spent earlier in this period under the previous plan: counts against the new amount.
     used_in_period: Credits
+    # The plan whose allocation this is; None in events stored before it was recorded.
+    plan: Name | None
+
+    @staticmethod
+    def upcast_v1_v2(state: dict[str, Any]) -> None:
+        state["plan"] = None
 
     def evolve(self, account: AccountState) -> None:
         account.start_allocation(self)
@@ -89,7 +96,7 @@ class AllocationGranted(Event):
 class Renewed(AllocationGranted):
     """A period boundary passed: unused allocation reset, added to, or rolled over."""
 
-    class_version = 1
+    class_version = 2  # as AllocationGranted's
     previous_lot_id: LotId
     periods_elapsed: int
     forfeited: Credits

@@ -87,6 +87,11 @@ class Settings(KafkaSettings):
     # The plan an account moves to when its Stripe subscription ends (cancel keeps purchases).
     payments_cancel_plan: str = Field(default="free", pattern=r"^[a-z][a-z0-9_]{0,63}$")
 
+    # The CloudEvents `sequence` the relay publishes: "string" (contract 2.0: 20 zero-padded
+    # digits, ordered as text) or "integer" (contract 1.0's JSON number), kept for one release
+    # while consumers move (docs/CHANGELOG.md).
+    cloudevents_sequence: str = Field(default="string", pattern="^(string|integer)$")
+
     # Read models, projector and API; they price and tag with `catalog_path`.
     # Events per projector batch (one transaction per read model each).
     projector_batch_events: int = Field(default=1000, ge=1, le=10_000)

@@ -72,3 +72,70 @@ def spent_fold(events: list[Any]) -> int:
     """Credits spent: consumed plus captured (in parts or at once)."""
     spending = Account.Consumed | Account.Captured | Account.PartCaptured
     return sum(e.amount for e in events if isinstance(e, spending))
+
+
+ORIGIN_FIELDS = (
+    "source",
+    "pack",
+    "payment_reference",
+    "top_up_id",
+    "hold_id",
+    "plan",
+    "period_id",
+    "period_start",
+    "period_end",
+    "reason",
+)
+
+
+def origins_fold(events: list[Any]) -> dict[int, dict[str, Any]]:
+    """The origin a transaction row of each stream version must name, read off each event."""
+    folded = {}
+    for e in events:
+        named = _named_origin(e)
+        if named is not None:
+            folded[int(e.originator_version)] = dict.fromkeys(ORIGIN_FIELDS) | named
+    return folded
+
+
+def projected_origins(rows: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """The origin each version's transaction rows name (one per version: they must agree)."""
+    found: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        origin = {field: row[f"origin_{field}"] for field in ORIGIN_FIELDS}
+        if found.setdefault(int(row["version"]), origin) != origin:
+            found[int(row["version"])] = {"disagreeing rows": True}
+    return found
+
+
+def _named_origin(e: Any) -> dict[str, Any] | None:
+    if isinstance(e, Account.AllocationGranted):
+        return {
+            "source": "renewal" if isinstance(e, Account.Renewed) else "allocation",
+            "plan": e.plan,
+            "period_id": e.period_id,
+            "period_start": e.period_start,
+            "period_end": e.period_end,
+            "reason": e.reason,
+        }
+    if isinstance(e, Account.Granted):
+        return {
+            "source": e.source,
+            "pack": e.pack,
+            "payment_reference": e.payment_reference,
+            "top_up_id": e.top_up_id,
+            "reason": e.reference,
+        }
+    holds = Account.Reserved | Account.Captured | Account.PartCaptured | Account.Released
+    if isinstance(e, holds):
+        return {"source": "hold", "hold_id": e.hold_id}
+    if isinstance(e, Account.Revoked):
+        return {
+            "source": "revocation",
+            "payment_reference": e.payment_reference,
+            "reason": e.reason,
+        }
+    if isinstance(e, Account.PlanChanged):
+        return {"source": "plan_change", "plan": e.to_plan}
+    named = {Account.Consumed: "usage", Account.LotExpired: "expiry"}.get(type(e))
+    return None if named is None else {"source": named}

@@ -23,13 +23,16 @@ from infra.ledger_application import LedgerApplication
 from projections import queries
 from projections.event_log import EventLog
 from projections.folds import (
+    ORIGIN_FIELDS,
     expected_balances,
     expected_holds,
     expected_lots,
     expected_resource_use,
+    origins_fold,
     projected_balances,
     projected_holds,
     projected_lots,
+    projected_origins,
     spent_fold,
     usage_fold,
 )
@@ -218,6 +221,11 @@ async def _rows(conn: asyncpg.Connection, account_id: str) -> dict[str, Any]:
             "WHERE account_id = $1",
             account_id,
         ),
+        "origins": await conn.fetch(
+            f"SELECT version, {', '.join(f'origin_{f}' for f in ORIGIN_FIELDS)} "
+            "FROM rm_transactions WHERE account_id = $1",
+            account_id,
+        ),
     }
 
 
@@ -250,6 +258,10 @@ def _differences(
     found.append(("rm_usage_daily (count, cost)", usage, folded))
     spent = sum(r["credits"] for r in rows["usage"])
     found.append(("rm_usage_daily Σ credits", spent, spent_fold(events)))
+    origins = projected_origins(rows["origins"])
+    folded_origins = origins_fold(events)
+    named = {version: folded_origins.get(version) for version in origins}
+    found.append(("rm_transactions origin by version", origins, named))
     return [
         Mismatch(account_id, read_model, *_only_differing(holds, gives))
         for read_model, holds, gives in found

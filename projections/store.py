@@ -64,8 +64,9 @@ async def ensure_tables(
 
 
 async def _widen(conn: asyncpg.Connection, table: Table, name: str) -> None:
-    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite;
-    columns added since the table was made are added."""
+    """Columns made before they were `numeric` (bigint) become `numeric`: a one-off rewrite.
+    Columns added to a table since it was made are added, null in the rows it holds
+    (`credits projections rebuild NAME` fills them)."""
     current = dict(
         await conn.fetch(
             "SELECT column_name, data_type FROM information_schema.columns "

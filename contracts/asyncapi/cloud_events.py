@@ -19,7 +19,7 @@ from domain.commands import Identifier
 from domain.integration import cloud_event_type
 from services.payments.payment_events import PAYMENT_REFUNDED, PaymentRefundedData
 from services.payments.payment_events import SOURCE as PAYMENTS_SOURCE
-from services.relay.cloud_events import SOURCE
+from services.relay.cloud_events import SEQUENCE_DIGITS, SOURCE
 
 # The aggregate's bookkeeping that the relay moves into the envelope (id, subject, sequence,
 # time) instead of `data`: mirrors domain.integration, and the tests check they agree.
@@ -41,11 +41,25 @@ class BreakdownPart(_Strict):
 
 class _Envelope(_Strict):
     specversion: Literal["1.0"]
-    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@-]+:[0-9]+$")]
+    # `<account>:<version>`; `<account>:<version>:granted` for the `credits.granted` view of an
+    # allocation event (domain/integration.py).
+    id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@-]+:[0-9]+(:granted)?$")]
     source: Literal[SOURCE]  # type: ignore[valid-type]
     subject: Identifier
     time: datetime
-    sequence: Annotated[int, Field(ge=1)]
+    sequence: Annotated[
+        str,
+        Field(
+            pattern=rf"^[0-9]{{{SEQUENCE_DIGITS}}}$",
+            description=(
+                "CloudEvents Sequence extension: the event's stream version in "
+                f"{SEQUENCE_DIGITS} zero-padded decimal digits, so text order is numeric "
+                "order (from 1, consecutive per account; a `credits.granted` view repeats "
+                "its fact's). Since contract 2.0.0; a deployment with "
+                "CREDITS_CLOUDEVENTS_SEQUENCE=integer still publishes 1.0's JSON integer."
+            ),
+        ),
+    ]
     datacontenttype: Literal["application/json"]
     # CloudEvents distributed-tracing extension: the trace of the command that produced the
     # event, when the command came with one (a W3C traceparent: the ledger's span).

@@ -27,7 +27,9 @@ from infra.settings import Settings, Topic
 from services.relay.cloud_events import CONTENT_TYPE
 
 # The contract's version, not the code's: bump it when a channel, message or schema changes.
-CONTRACT_VERSION = "1.0.0"
+# 2.0.0: `sequence` a zero-padded string (a type change: major), `credits.granted` for
+# allocations and renewals (docs/CHANGELOG.md).
+CONTRACT_VERSION = "2.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
 REF = "#/components/schemas/{model}"
 # Kafka's own rule for topic names; the ledger ignores a `reply_to` that breaks it.
@@ -215,7 +217,10 @@ def _channels() -> dict[str, Any]:
         "events": {
             "address": Topic.EVENTS.value,
             "description": "Every ledger event as CloudEvents 1.0 structured JSON (DESIGN "
-            "§2.4), in stream order per account, at least once: dedupe by `id`; and the "
+            "§2.4), in stream order per account, at least once: dedupe by `id`. An "
+            "allocation starting or renewing is followed by its `credits.granted` view (source "
+            "`allocation` or `renewal`, same `sequence`, id `<account>:<version>:granted`). "
+            "And the "
             "payment side's events (source `credits/payments`, no `sequence`).",
             "messages": events,
             "bindings": _topic(Topic.EVENTS),

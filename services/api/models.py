@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, model_validator
 
 from domain.errors import ErrorCode
 from domain.replies import Balance, Reply
@@ -181,7 +181,44 @@ class UsagePage(_Model):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+class TransactionOrigin(_Model):
+    """Where a movement comes from (docs/READ_MODELS.md): its source, and whichever of pack,
+    payment reference, top-up, hold, plan and period, reason the event names (null otherwise)."""
+
+    source: str = Field(
+        description="a grant's source (purchase, top_up, promotional, trial, admin, "
+        "migration), allocation, renewal, usage, hold, revocation, expiry or plan_change"
+    )
+    pack: str | None
+    payment_reference: str | None
+    top_up_id: str | None
+    hold_id: str | None
+    plan: str | None = Field(
+        description="an allocation's plan (null for allocations recorded before plans were); "
+        "a plan change's new plan"
+    )
+    period_id: str | None
+    period_start: datetime | None
+    period_end: datetime | None
+    reason: str | None = Field(
+        description="a revocation's reason, a grant's reference, or why an allocation "
+        "started (opened, plan_changed, period)"
+    )
+
+
 class TransactionRow(_Model):
+    """One row of `rm_transactions`; its `origin_*` columns become `origin` (null for rows
+    written before origins were recorded, until the transactions read model is rebuilt)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _origin_from_columns(cls, row: Any) -> Any:
+        if not isinstance(row, dict) or "origin_source" not in row:
+            return row
+        fields = {key.removeprefix("origin_"): row[key] for key in row if key.startswith("origin_")}
+        rest = {key: value for key, value in row.items() if not key.startswith("origin_")}
+        return {**rest, "origin": None if fields["source"] is None else fields}
+
     version: int
     credit_type: str
     position: int
@@ -193,6 +230,7 @@ class TransactionRow(_Model):
     available_after: int
     reference: str | None
     command_id: str | None
+    origin: TransactionOrigin | None
 
 
 class TransactionsPage(_Model):

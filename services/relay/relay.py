@@ -4,7 +4,9 @@ The notification log is the outbox: an event is in it exactly when its transacti
 in commit order, so the relay needs no table of its own but its position. It publishes a batch,
 waits for Kafka's acknowledgements, and only then saves the position: at least once, in stream
 order per account. A relay killed between the two publishes the batch again; consumers dedupe
-by the CloudEvent `id`.
+by the CloudEvent `id`. An allocation event goes out as two records, itself then its
+`credits.granted` view (services/relay/cloud_events.py), one after the other in the account's
+partition: the pair keeps stream order, and a batch published again repeats both.
 
 Order per account holds through failures too: a batch's events for one partition go out as one
 Kafka record batch (all taken or none), the next one only once that is acknowledged, and a
@@ -46,7 +48,7 @@ from infra.readiness import READINESS
 from infra.retry import Stopped, retry, until_stopped
 from infra.settings import Settings, Topic
 from infra.tracing import TRACER, context_from_traceparent
-from services.relay.cloud_events import CONTENT_TYPE, cloud_event, encode
+from services.relay.cloud_events import CONTENT_TYPE, SequenceFormat, cloud_events, encode
 
 log = structlog.get_logger("credits.relay")
 
@@ -84,7 +86,10 @@ LOCK_CONNECTION_OPTIONS: dict[str, Any] = {
 class RelayState:
     active: bool = False
     position: int = 0
+    # Stored events published, and the Kafka records they made (an allocation event makes two:
+    # itself and its `credits.granted` view).
     published: int = 0
+    records: int = 0
 
 
 class OutboxRelay:
@@ -95,6 +100,9 @@ class OutboxRelay:
         self.app = app
         self.recorder = recorder
         self.topic = settings.topic(Topic.EVENTS)
+        self.sequence: SequenceFormat = (
+            "integer" if settings.cloudevents_sequence == "integer" else "string"
+        )
         self.state = RelayState()
         # A batch not acknowledged in this time is published again, on a fresh producer.
         self.ack_timeout_seconds = settings.kafka_request_timeout_seconds
@@ -219,8 +227,9 @@ class OutboxRelay:
             traceparent = traceparents.get((str(event.originator_id), event.command_id or ""))
             if traceparent is not None:
                 spans.append(self._span(event, traceparent))
-            value = encode(cloud_event(event, traceparent))
-            by_partition.setdefault(partition, []).append((key, value))
+            records = by_partition.setdefault(partition, [])
+            for published in cloud_events(event, traceparent, self.sequence):
+                records.append((key, encode(published)))
         try:
             await self._publish(producer, by_partition)
         except BaseException as error:
@@ -231,6 +240,7 @@ class OutboxRelay:
         for span in spans:
             span.end()
         self.state.published += len(batch)
+        self.state.records += sum(map(len, by_partition.values()))
         RELAY_PUBLISHED.inc(len(batch))
 
     async def _traceparents(self, events: list[Any]) -> dict[tuple[str, str], str]:

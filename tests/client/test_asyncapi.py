@@ -31,7 +31,7 @@ from domain.commands import Command, _Command
 from domain.integration import _ENVELOPE
 from domain.replies import Reply
 from infra.settings import Topic
-from services.relay.cloud_events import cloud_event, encode
+from services.relay.cloud_events import cloud_events, encode
 from tests.client.conftest import InMemoryLedgerWire
 from tests.kit.asyncapi_schemas import schema_errors, unknown_keywords
 from tests.kit.clock import SettableClock
@@ -161,7 +161,13 @@ async def history() -> Any:
     clock.advance(days=35)
     await send("expire", "tick-3")  # a renewal
     await client.consume(a, credit_type="credits", amount=10**12)  # a rejection
-    events = [cloud_event(typing.cast(Account.Event, e)) for e in wire.ledger.events(a)]
+    # What the relay publishes: each event, and each allocation's `credits.granted` view.
+    events = [
+        record
+        for e in wire.ledger.events(a)
+        for record in cloud_events(typing.cast(Account.Event, e))
+    ]
+    assert any(r["id"].endswith(":granted") for r in events)
     yield wire, events
     wire.ledger.close()
 

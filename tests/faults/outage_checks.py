@@ -37,6 +37,8 @@ READ_TIMEOUT_SECONDS = 60.0
 class StoredEvents:
     head: int  # the last notification id
     by_account: dict[str, list[int]]  # account -> versions, in store order
+    # account -> versions of its allocation events (each also published as `credits.granted`)
+    allocations: dict[str, set[int]]
 
 
 def stored_events(settings: Settings) -> StoredEvents:
@@ -48,16 +50,20 @@ def stored_events(settings: Settings) -> StoredEvents:
         with psycopg.connect(settings.pg_dsn()) as conn:
             rows = conn.execute(
                 SQL(
-                    "SELECT notification_id, originator_id, originator_version FROM {} "
+                    "SELECT notification_id, originator_id, originator_version, topic FROM {} "
                     "ORDER BY notification_id"
                 ).format(Identifier(table))
             ).fetchall()
     finally:
         app.close()
     by_account: dict[str, list[int]] = {}
-    for _, account, version in rows:
+    allocations: dict[str, set[int]] = {}
+    for _, account, version, topic in rows:
         by_account.setdefault(account, []).append(version)
-    return StoredEvents(head=rows[-1][0] if rows else 0, by_account=by_account)
+        if topic.endswith((".AllocationGranted", ".Renewed")):
+            allocations.setdefault(account, set()).add(version)
+    head = rows[-1][0] if rows else 0
+    return StoredEvents(head=head, by_account=by_account, allocations=allocations)
 
 
 def follower_positions(settings: Settings) -> dict[str, int]:
@@ -103,13 +109,14 @@ async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[byte
 @dataclass(frozen=True)
 class RelayOutcome:
     published: int  # records on the topic
-    distinct: int  # events after dedupe by id
+    distinct: int  # records after dedupe by id: every event, and every allocation's view
 
 
 async def check_relay(settings: Settings, stored: StoredEvents) -> RelayOutcome:
     records = await read_topic(settings, settings.topic(Topic.EVENTS))
     seen: dict[str, dict[str, Any]] = {}
     first_order: dict[str, list[int]] = {}
+    views: dict[str, set[int]] = {}
     for record in records:
         event = json.loads(record.value or b"")
         assert record.key == event["subject"].encode(), "keyed by account"
@@ -117,11 +124,19 @@ async def check_relay(settings: Settings, stored: StoredEvents) -> RelayOutcome:
             assert seen[event["id"]] == event, "a repeat is the same event"
             continue
         seen[event["id"]] = event
-        first_order.setdefault(event["subject"], []).append(event["sequence"])
+        subject, version = event["subject"], int(event["sequence"])
+        if event["id"].endswith(":granted"):
+            # An allocation's `credits.granted` view: right after its fact, first time round.
+            assert event["type"] == "credits.granted", event["id"]
+            assert first_order[subject][-1] == version, f"{event['id']}: after its fact"
+            views.setdefault(subject, set()).add(version)
+            continue
+        first_order.setdefault(subject, []).append(version)
     published = {subject: sorted(sequences) for subject, sequences in first_order.items()}
     assert published == stored.by_account, "every stored event published, nothing else"
     for subject, sequences in first_order.items():
         assert sequences == stored.by_account[subject], f"{subject}: stream order"
+    assert views == stored.allocations, "one credits.granted per allocation event"
     return RelayOutcome(published=len(records), distinct=len(seen))
 
 

@@ -107,6 +107,8 @@ async def test_the_budget_in_money_the_parts_the_sessions_and_buying_by_amount(
     rows = page.get_by_test_id("tx-row")
     await expect(rows).to_have_count(10)
     await expect(rows.first).to_have_attribute("data-kind", "purchase")
+    await expect(rows.first).to_contain_text("Purchase: voice_10")  # its origin: the pack
+    await expect(rows.last).to_contain_text("Plan allocation: starter, period from")
     await page.screenshot(path=str(screenshot_path("seed-000")), full_page=True)
     await page.set_viewport_size(PHONE)
     await expect(sessions.get_by_test_id("budget-left")).to_be_visible()

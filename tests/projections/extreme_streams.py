@@ -96,6 +96,7 @@ def extreme_stream(stream_id: str, x: Extremes) -> list[Account.Event]:
         "reason": t,
         "catalog_version": t,
         "used_in_period": a,
+        "plan": t,
     }
     emit(Account.AllocationGranted, credit_type=ct, lot_id="lot-1", priority=a, **allocation)
     grant = {

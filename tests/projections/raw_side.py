@@ -12,6 +12,7 @@ import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -23,6 +24,7 @@ from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
 from infra.retry import Backoff, retry
 from infra.settings import Settings
+from projections.folds import origins_fold, projected_origins
 from projections.read_side import ReadSide, open_read_side
 from projections.reconcile import paid_and_owed
 from tests.projections import storable_folds as folds
@@ -64,6 +66,12 @@ async def own_side(base_settings: Settings, settings: Settings) -> AsyncIterator
             retry_on=(psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse),
             backoff=Backoff(first_seconds=0.2, max_seconds=2.0, max_attempts=30),
         )
+
+
+def _as_stored(field: str, value: Any) -> Any:
+    if isinstance(value, str):
+        return folds.free(value) if field in ("payment_reference", "reason") else folds.key(value)
+    return folds.when(value) if isinstance(value, datetime) else value
 
 
 def _admin(admin: Settings, statement: sql.Composed) -> None:
@@ -213,6 +221,16 @@ async def _assert_account(
         )
     )
     assert heads == running
+    # Each row's origin: what its event names, as stored (text cut to fit, times in UTC).
+    origins = {
+        version: {field: folds.aware(value) for field, value in origin.items()}
+        for version, origin in projected_origins([dict(r) for r in rows]).items()
+    }
+    named = origins_fold(events)
+    assert origins == {
+        version: {field: _as_stored(field, value) for field, value in named[version].items()}
+        for version in origins
+    }
     for credit_type in folds.credit_types(events):
         assert running.get(folds.key(credit_type), 0) == account.available(credit_type)
 

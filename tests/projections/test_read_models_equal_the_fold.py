@@ -4,6 +4,7 @@ projector, every read model equals what the events give.
 - balances, lots, holds = the aggregate reloaded from the store (its fold of the events);
 - transaction heads and the last `available_after` = the aggregate's available;
 - resource limits = the aggregate's; units per resource on its last day = the aggregate's count;
+- every transaction row's origin = what its event names (`projections/folds.py` origins_fold);
 - usage per (day, action, credit type) = a fold of the Consumed/Reserved events, and Σ credits
   = Σ consumed + captured;
 - credits outstanding (analytics) = Σ available and Σ held over every account.
@@ -122,6 +123,8 @@ def _fields(
                 "credit_type": CREDIT_TYPES[n % 3],
                 "amount": 1 + n,
                 "source": ("promotional", "admin", "trial")[n % 3],
+                # What a history row names as the grant's reason (its origin).
+                **({"reference": f"ticket-{n}"} if n % 2 else {}),
             }
         case "purchase":
             pack, price = ("credits_1000", 4000) if n % 2 else ("messages_100", 300)

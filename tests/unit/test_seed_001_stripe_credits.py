@@ -10,6 +10,7 @@ import pytest
 
 from domain.account import Account
 from domain.integration import cloud_event_type, event_data
+from services.relay.cloud_events import cloud_events
 from tests.kit.ledger import Ledger
 
 
@@ -200,3 +201,25 @@ def test_the_callbacks_are_events_the_relay_publishes(ledger):
     # The allocation (lot-2) burns before the promotional lot (lot-3).
     assert event_data(consumed)["breakdown"] == [{"lot_id": "lot-2", "amount": 1000}]
     assert event_data(consumed)["catalog_version"] == "stripe-credits-2024.1"
+
+
+def test_on_credits_granted_hears_subscription_allocations_and_renewals(ledger):
+    """`onCreditsGranted` listens to `credits.granted` alone: it hears the plan's grants too."""
+    ledger.ok("open_account", plan="pro")
+    ledger.clock.set(datetime(2024, 2, 29, 10, tzinfo=UTC))
+    ledger.ok("renew", period_id="2024-02-29")
+    heard = [
+        (record["data"]["source"], record["data"]["credit_type"], record["data"]["amount"])
+        for e in ledger.events()
+        for record in cloud_events(e)
+        if record["type"] == "credits.granted"
+    ]
+    assert heard == [
+        ("allocation", "ai_tokens", 50000),
+        ("allocation", "api_calls", 1000),
+        ("renewal", "ai_tokens", 50000),
+        ("renewal", "api_calls", 1000),
+    ]
+    # The facts stay as they are.
+    types = [cloud_event_type(e) for e in ledger.events()]
+    assert types.count("credits.allocation_granted") == types.count("credits.renewed") == 2

@@ -298,6 +298,7 @@
       let what = KIND_LABELS[t.kind] || t.kind;
       if (t.kind === "usage" && t.reference) what += ": " + t.reference;
       if (t.kind === "plan_change" && t.reference) what += " to " + t.reference;
+      what += originText(t);
       return el("tr", { "data-testid": "tx-row", "data-kind": t.kind },
         el("td", { text: t.at.replace("T", " ").slice(0, 19) }), el("td", { text: what }),
         el("td", { text: t.credit_type }),
@@ -308,6 +309,17 @@
     $("older").disabled = !state.nextBefore;
     $("newer").disabled = state.page === 0;
     $("page-no").textContent = "Page " + (state.page + 1);
+  }
+  // What the row's origin adds to its label (null origin: rows older than origins).
+  function originText(t) {
+    const o = t.origin;
+    if (!o) return "";
+    if (o.pack) return ": " + o.pack;
+    if ((t.kind === "allocation" || t.kind === "renew") && o.plan) return ": " + o.plan + (o.period_id ? ", period from " + o.period_id : "");
+    if (t.kind === "top_up" && o.top_up_id) return " " + o.top_up_id;
+    if (t.kind === "grant") return " – " + o.source + (o.reason ? ": " + o.reason : "");
+    if (t.kind === "revoke" && o.reason) return ": " + o.reason;
+    return "";
   }
   async function turnPage(step) {
     if (step > 0 && state.nextBefore) { state.cursors[state.page + 1] = state.nextBefore; state.page += 1; }
