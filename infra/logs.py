@@ -17,6 +17,8 @@ from typing import Any, cast
 
 import structlog
 
+from infra.metrics import LOG_LINES_DROPPED
+
 # A library line repeated within this window is counted, not written (see `RepeatedLines`).
 REPEAT_WINDOW_SECONDS = 60.0
 # Loggers of client libraries whose repeated lines are thinned out.
@@ -108,6 +110,11 @@ class BatchedLines:
         try:
             handler.stream.write(text)
             handler.flush()
+        except (OSError, ValueError):
+            # A closed or broken log stream (ValueError: closed file) must not fail the batch
+            # these lines describe: it would be read again, fail again, and stop the ledger.
+            # The ordinary path's handlers drop a line the same way (logging.Handler.handleError).
+            LOG_LINES_DROPPED.inc(len(rows))
         finally:
             handler.release()
 

@@ -31,6 +31,12 @@ LATENCY_BUCKETS_SECONDS = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 )  # fmt: skip
 
+LOG_LINES_DROPPED = Counter(
+    "credits_log_lines_dropped",
+    "Log lines not written because the log stream failed (closed, a broken pipe, a full disk): "
+    "a command's work never waits on, or fails with, its log line.",
+    registry=REGISTRY,
+)
 COMMANDS = Counter(
     "credits_commands",
     "Commands answered, by command type, reply status (accepted, rejected, duplicate) and door "

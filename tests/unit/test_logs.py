@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 from collections.abc import Iterator
@@ -10,7 +11,8 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from infra.logs import configure_logging
+from infra.logs import BatchedLines, configure_logging
+from infra.metrics import REGISTRY
 from infra.settings import Settings
 
 
@@ -103,3 +105,18 @@ def test_short_values_are_not_blanked_out(capsys: pytest.CaptureFixture[str]) ->
     configure_logging("INFO", "json", secrets=["credits"])
     structlog.get_logger("credits.ledger").info("credits consuming")
     assert json.loads(capsys.readouterr().err)["event"] == "credits consuming"
+
+
+@pytest.mark.usefixtures("restored_logging")
+def test_a_closed_log_stream_drops_the_ledgers_lines_and_never_fails_its_batch() -> None:
+    configure_logging("INFO", "json")
+    handler = logging.getLogger().handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    closed = io.StringIO()
+    closed.close()
+    handler.setStream(closed)
+    before = REGISTRY.get_sample_value("credits_log_lines_dropped_total") or 0.0
+
+    BatchedLines("credits.ledger.commands").info("command", [{"type": "consume"}] * 3)
+
+    assert REGISTRY.get_sample_value("credits_log_lines_dropped_total") == before + 3
