@@ -121,13 +121,15 @@ def _credit_type(
         floor = spec.overdraft_floor
         if plan is not None and not catalog.may_spend_purchased(plan_id, name):
             locked = parts["purchased_remaining"]
-    spendable = max(parts["available"] - locked - floor, 0)
+    spendable_with_overdraft = max(parts["available"] - locked - floor, 0)
     allocation = plan.allocations.get(name) if plan is not None else None
     rate = plan.purchase.get(name) if plan is not None else None
     threshold = spec.low_balance_threshold if spec is not None else None
     next_reset_at = row["next_reset_at"] if row is not None else None
     rate_per_day = spent // days
-    runs_out_on, reset_first = _run_out(spendable, rate_per_day, today, next_reset_at)
+    runs_out_on, reset_first = _run_out(
+        spendable_with_overdraft, rate_per_day, today, next_reset_at
+    )
     return CreditTypeOverview(
         credit_type=name,
         unit=spec.unit if spec is not None else name,
@@ -139,7 +141,7 @@ def _credit_type(
         held=parts["held"],
         overdraft=parts["overdraft"],
         debt=parts["debt"],
-        spendable=spendable,
+        spendable_with_overdraft=spendable_with_overdraft,
         allocation=(
             AllocationInfo(
                 amount=allocation.amount, period=allocation.period, renewal=allocation.renewal

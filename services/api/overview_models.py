@@ -47,9 +47,10 @@ class CreditTypeOverview(_Model):
     held: int
     overdraft: int
     debt: int
-    # What this plan may spend now: available, less purchased credits the plan may not spend,
-    # plus the overdraft the catalog allows.
-    spendable: int
+    # What this plan may spend now, the overdraft the catalog allows included: the balance's
+    # `spendable` (available, less purchased credits the plan may not spend) plus that
+    # overdraft, and never below 0. Named apart from `spendable`: one name, one meaning.
+    spendable_with_overdraft: int
     allocation: AllocationInfo | None
     next_reset_at: datetime | None
     money: MoneyRate | None

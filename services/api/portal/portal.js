@@ -192,7 +192,7 @@
     if (c.overdraft) parts.append(...part("Overdrawn", fmt(c.overdraft), "overdraft"));
     if (c.debt) parts.append(...part("Owed", fmt(c.debt), "debt"));
     parts.append(...part("Used today", fmt(usedToday), "used-today"));
-    parts.append(...part("Spendable now", fmt(c.spendable), "spendable"));
+    parts.append(...part("Spendable now", fmt(c.spendable_with_overdraft), "spendable"));
     card.append(parts);
     if (c.next_reset_at) {
       card.append(el("p", { "data-testid": "reset" }, "Resets in ",
