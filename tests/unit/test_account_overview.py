@@ -55,10 +55,10 @@ def test_a_money_budget_plan_carries_its_rate_and_the_free_plan_cannot_spend_pur
     assert sessions.money is not None
     assert (sessions.money.credits, sessions.money.per_cents) == (200, 500)
     assert sessions.allocation is not None and sessions.allocation.amount == 1600
-    assert sessions.spendable == 1790
+    assert sessions.spendable_with_overdraft == 1790
     free = account_overview(SEED_000, account("free"), rows, {}, TODAY)
     # "free tier users cannot use credits": purchased ones are kept, not spendable.
-    assert free.credit_types[0].spendable == 1590
+    assert free.credit_types[0].spendable_with_overdraft == 1590
     assert free.credit_types[0].money is None
 
 
@@ -87,7 +87,7 @@ def test_the_parts_add_up_to_what_is_available(
         (shown,) = account_overview(catalog, account(plan), [row], {}, TODAY).credit_types
         assert shown.other_remaining == other
         assert shown.available == available and shown.held == held
-        assert 0 <= shown.spendable <= max(available, 0)
+        assert 0 <= shown.spendable_with_overdraft <= max(available, 0)
 
 
 @given(spendable=st.integers(0, 10**6), spent=st.integers(0, 10**6), age_days=st.integers(0, 60))
