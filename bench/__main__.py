@@ -6,6 +6,7 @@ include another run's data and the service's own database is untouched.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -58,36 +59,61 @@ def _print_table(rows: list[BenchRow]) -> None:
         )
 
 
-async def main() -> list[BenchRow]:
+PHASES = ("pgbench", "ledger", "payments", "portal", "rebuild")
+
+
+async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     base = Settings()
     settings = base.model_copy(
         update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}."}
     )
-    _recreate_database(base)
-    rows = await asyncio.to_thread(pgbench_rows, settings)
-    _recreate_database(base)
-    await create_topics(settings)
-    try:
-        rows += await ledger_rows(settings)
-    finally:
-        await delete_topics(settings, settings.all_topics())
-    _recreate_database(base)
-    await create_topics(settings)
-    try:
-        rows += await payment_rows(settings)
-    finally:
-        await delete_topics(settings, settings.all_topics())
-    _recreate_database(base)
-    rows += await portal_rows(settings)
-    _recreate_database(base)
-    rows += await rebuild_rows(settings)
+    rows: list[BenchRow] = []
+    if "pgbench" in phases:
+        _recreate_database(base)
+        rows += await asyncio.to_thread(pgbench_rows, settings)
+    if "ledger" in phases:
+        _recreate_database(base)
+        await create_topics(settings)
+        try:
+            rows += await ledger_rows(settings)
+        finally:
+            await delete_topics(settings, settings.all_topics())
+    if "payments" in phases:
+        _recreate_database(base)
+        await create_topics(settings)
+        try:
+            rows += await payment_rows(settings)
+        finally:
+            await delete_topics(settings, settings.all_topics())
+    if "portal" in phases:
+        _recreate_database(base)
+        rows += await portal_rows(settings)
+    if "rebuild" in phases:
+        _recreate_database(base)
+        rows += await rebuild_rows(settings)
     return rows
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Every benchmark on the local stack (make stack), printed as one table.",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="run only these benchmarks (default: all, in this order)",
+    )
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
     # SIGTERM (make interrupted, a timeout) unwinds like Ctrl-C, so the ledger process it
     # started is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    table = asyncio.run(main())
+    arguments = _arguments()
+    table = asyncio.run(main(tuple(arguments.only)))
     _print_table(table)
     sys.exit(0)

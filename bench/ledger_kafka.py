@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from bench.proc_cpu import CpuMeter, kafka_broker_pids, peak_rss_bytes, postgres_backend_pids
 from bench.rows import BenchRow, percentile
 from domain.catalog import load_catalog
 from infra.event_store.env import event_store_env
@@ -36,7 +37,8 @@ ACCOUNTS = 10_000
 ZIPF_EXPONENT = 1.1
 THROUGHPUT_COMMANDS = 20_000
 HOT_ACCOUNT_COMMANDS = 5_000
-FIXED_RATE_PER_SECOND = 500
+# The latency phase's steady rate: a setting, so a run can compare rates (README).
+FIXED_RATE_PER_SECOND = int(os.environ.get("CREDITS_BENCH_RATE_PER_SECOND", "1000"))
 FIXED_RATE_SECONDS = 10
 REPLY_TIMEOUT_SECONDS = 180.0
 
@@ -175,9 +177,33 @@ def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
+def _meter(settings: Settings, ledger_pid: int) -> CpuMeter:
+    return CpuMeter(
+        {
+            "ledger": lambda: [ledger_pid],
+            "Kafka broker": kafka_broker_pids,
+            "PostgreSQL backends": lambda: postgres_backend_pids(settings.pg_database),
+            "load generator": lambda: [os.getpid()],
+        }
+    )
+
+
+def _cpu_rows(phase: str, used_seconds: dict[str, float], commands: int) -> list[BenchRow]:
+    return [
+        BenchRow(
+            f"CPU per command, {phase}: {name}",
+            seconds * 1e6 / commands,
+            "µs",
+            f"{seconds:.2f} CPU-s over {commands:,} commands (/proc)",
+        )
+        for name, seconds in used_seconds.items()
+    ]
+
+
 async def ledger_rows(settings: Settings) -> list[BenchRow]:
     await asyncio.to_thread(open_accounts, settings)
     ledger = _start_ledger(settings)
+    meter = _meter(settings, ledger.pid)
     # As a producer service using our client would send (services/client).
     producer = acknowledged_producer(settings, "credits-bench")
     replies = Replies(settings)
@@ -187,20 +213,27 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         await replies.start()
         # Warm-up: the ledger has joined its group and answers.
         await _flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        meter.start()
         zipf = await _flood(
             producer, replies, topic, _zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
         )
+        zipf_cpu = meter.stop()
+        meter.start()
         hot = await _flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
+        hot_cpu = meter.stop()
         # The floods left ~100 MB of written pages for the kernel to flush, which it does ~30 s
         # later, right under the next phase's commits (their fsync waits behind it). Flushed
-        # now, the latency is that of a steady 500/s, not of the seconds after a burst.
+        # now, the latency is that of a steady rate, not of the seconds after a burst.
         await asyncio.to_thread(os.sync)
+        meter.start()
         latencies_ms = await _fixed_rate(
             producer,
             replies,
             topic,
             _zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
         )
+        rate_cpu = meter.stop()
+        ledger_peak_rss = peak_rss_bytes(ledger.pid)
     finally:
         await replies.stop()
         await producer.stop()
@@ -215,11 +248,18 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
             "commands/s",
             f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process",
         ),
+        *_cpu_rows("Zipf flood", zipf_cpu, THROUGHPUT_COMMANDS),
         BenchRow(
             "end to end: consume, one hot account",
             hot,
             "commands/s",
             f"{HOT_ACCOUNT_COMMANDS:,} commands",
+        ),
+        BenchRow(
+            "CPU per command, hot account: ledger",
+            hot_cpu["ledger"] * 1e6 / HOT_ACCOUNT_COMMANDS,
+            "µs",
+            "(/proc)",
         ),
         BenchRow(
             f"command → reply latency p50 at {FIXED_RATE_PER_SECOND}/s",
@@ -233,4 +273,6 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
             "ms",
             f"max {latencies_ms[-1]:.1f} ms; {accepted:,} of {total:,} replies accepted",
         ),
+        *_cpu_rows(f"{FIXED_RATE_PER_SECOND}/s", rate_cpu, len(latencies_ms)),
+        BenchRow("ledger peak RSS", ledger_peak_rss / 2**20, "MiB", "VmHWM of the ledger process"),
     ]
