@@ -20,6 +20,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from infra.event_store.array_inserts import insert_events, insert_events_statement
 from infra.event_store.batch_writes import writes_of
 from infra.event_store.follower_tables import FollowerTables
 from infra.event_store.kafka_tables import (
@@ -94,14 +95,8 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
             "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json, traceparent) "
             "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
         ).format(table=table)
-        # The library's insert takes an array of a composite type, which psycopg dumps as text.
-        self.insert_events_from_arrays_statement = SQL(
-            "INSERT INTO {events} (originator_id, originator_version, topic, state) "
-            "SELECT * FROM unnest(%b::{id_type}[], %b::bigint[], %b::text[], %b::bytea[]) "
-            "RETURNING notification_id"
-        ).format(
-            events=Identifier(self.datastore.schema, self.events_table_name),
-            id_type=SQL(self.datastore.originator_id_type),
+        self.insert_from_arrays_statement = insert_events_statement(
+            self.datastore, self.events_table_name, returning_ids=True
         )
         self.select_traceparents_statement = SQL(
             "SELECT r.account_id, r.command_id, r.traceparent FROM {table} r "
@@ -266,15 +261,7 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
         in order), the events sent as parallel binary arrays rather than composite values."""
         self._lock_table(curs)
         self._notify_channel(curs)
-        curs.execute(
-            self.insert_events_from_arrays_statement,
-            (
-                [e.originator_id for e in stored_events],
-                [e.originator_version for e in stored_events],
-                [e.topic for e in stored_events],
-                [e.state for e in stored_events],
-            ),
-        )
+        insert_events(curs, self.insert_from_arrays_statement, stored_events)
 
     def select_notifications_once(self, start: int, limit: int) -> Sequence[Notification]:
         """`select_notifications` in one attempt, for followers that retry by themselves.
