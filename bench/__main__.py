@@ -21,9 +21,9 @@ from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
 from bench.portal_page import portal_rows
 from bench.rebuild import run as rebuild_rows
-from bench.rows import BenchRow
+from bench.rows import BenchRow, meets, write_json
 from infra.kafka_topics import create_topics, delete_topics
-from infra.settings import Settings
+from infra.settings import PROJECT_DIR, Settings
 
 BENCH_DATABASE = "credits_benchmark"
 
@@ -42,8 +42,8 @@ def _recreate_database(settings: Settings) -> None:
 
 
 def _print_table(rows: list[BenchRow]) -> None:
-    headers = ("benchmark", "value", "unit", "note")
-    cells = [(r.name, f"{r.value:,.1f}", r.unit, r.note) for r in rows]
+    headers = ("benchmark", "value", "unit", "target", "met", "note")
+    cells = [(r.name, f"{r.value:,.1f}", r.unit, r.target, meets(r), r.note) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
     print(line)
@@ -116,4 +116,5 @@ if __name__ == "__main__":
     arguments = _arguments()
     table = asyncio.run(main(tuple(arguments.only)))
     _print_table(table)
+    print(f"written to {write_json(table, PROJECT_DIR / '.local' / 'bench')}")
     sys.exit(0)
