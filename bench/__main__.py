@@ -16,6 +16,7 @@ import uuid
 import psycopg
 from psycopg import sql
 
+from bench.kafka_roundtrip import roundtrip_rows
 from bench.ledger_kafka import ledger_rows
 from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
@@ -59,7 +60,7 @@ def _print_table(rows: list[BenchRow]) -> None:
         )
 
 
-PHASES = ("pgbench", "ledger", "payments", "portal", "rebuild")
+PHASES = ("pgbench", "kafka", "ledger", "payments", "portal", "rebuild")
 
 
 async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
@@ -71,6 +72,8 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     if "pgbench" in phases:
         _recreate_database(base)
         rows += await asyncio.to_thread(pgbench_rows, settings)
+    if "kafka" in phases:
+        rows += await roundtrip_rows(settings)
     if "ledger" in phases:
         _recreate_database(base)
         await create_topics(settings)

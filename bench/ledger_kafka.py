@@ -73,9 +73,9 @@ def open_accounts(settings: Settings) -> None:
 class Replies:
     """Reads every reply from the end of the topic on; notes when each correlation id came."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.settings = settings
-        self.topic = settings.topic(Topic.REPLIES)
+        self.topic = topic or settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
         self.statuses: dict[str, int] = {}
         self._consumer = kafka_consumer(settings, client_id="credits-bench", group_id=None)
@@ -125,7 +125,7 @@ async def _send(
     )
 
 
-async def _flood(
+async def flood(
     producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str], label: str
 ) -> float:
     """Sends as fast as the producer takes them; commands per second until the last reply."""
@@ -137,7 +137,7 @@ async def _flood(
     return len(ids) / (max(replies.received_at[c] for c in ids) - started)
 
 
-async def _fixed_rate(
+async def fixed_rate(
     producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str]
 ) -> list[float]:
     """Sends at a steady rate; returns each command's send → reply time in milliseconds."""
@@ -157,7 +157,7 @@ async def _fixed_rate(
     return sorted((replies.received_at[c] - t) * 1000 for c, t in sent_at.items())
 
 
-def _zipf_accounts(count: int, seed: int) -> list[str]:
+def zipf_accounts(count: int, seed: int) -> list[str]:
     weights = list(itertools.accumulate(1 / (k**ZIPF_EXPONENT) for k in range(1, ACCOUNTS + 1)))
     picks = random.Random(seed).choices(range(ACCOUNTS), cum_weights=weights, k=count)
     return [f"acct-{n}" for n in picks]
@@ -217,25 +217,25 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         await producer.start()
         await replies.start()
         # Warm-up: the ledger has joined its group and answers.
-        await _flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        await flood(producer, replies, topic, ["acct-0"] * 10, "warm")
         meter.start()
-        zipf = await _flood(
-            producer, replies, topic, _zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
+        zipf = await flood(
+            producer, replies, topic, zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
         )
         zipf_cpu = meter.stop()
         meter.start()
-        hot = await _flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
+        hot = await flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
         hot_cpu = meter.stop()
         # The floods left ~100 MB of written pages for the kernel to flush, which it does ~30 s
         # later, right under the next phase's commits (their fsync waits behind it). Flushed
         # now, the latency is that of a steady rate, not of the seconds after a burst.
         await asyncio.to_thread(os.sync)
         meter.start()
-        latencies_ms = await _fixed_rate(
+        latencies_ms = await fixed_rate(
             producer,
             replies,
             topic,
-            _zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
+            zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
         )
         rate_cpu = meter.stop()
         ledger_peak_rss = peak_rss_bytes(ledger.pid)
