@@ -40,7 +40,9 @@ def test_a_position_filled_in_gives_the_serialised_reply(
             "command_id": command_id,
             "account_id": account_id,
             "status": "rejected" if rejected else "accepted",
-            "error": {"code": ErrorCode.insufficient_credits, "message": "no"} if rejected else None,
+            "error": {"code": ErrorCode.insufficient_credits, "message": "no"}
+            if rejected
+            else None,
             "balances": balances,
         }
     )
