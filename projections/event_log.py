@@ -12,6 +12,7 @@ projections record it as skipped (`projections/applying.py`).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -118,14 +119,21 @@ def _undecodable(row: Any, error: Exception) -> UndecodableEvent:
 _JSON = json.JSONDecoder().decode
 
 
+# 19 digits in a row: possibly an integer past 64 bits, which orjson would read as a float.
+_LONG_NUMBER = re.compile(rb"\d{19}")
+
+
 def _parsed(state: bytes) -> Any:
     """The state's JSON: orjson's parser (the rebuild's largest cost with the standard
-    library's), or the standard library's for what orjson refuses and it takes (integers
-    beyond 64 bits, lone surrogates, NaN), so that both decode exactly the same states."""
-    try:
-        return orjson.loads(state)
-    except orjson.JSONDecodeError:
-        return _JSON(state.decode())
+    library's), or the standard library's where the two could differ: integers orjson would
+    read as floats, and what orjson refuses but the standard library takes (lone surrogates,
+    NaN). Both therefore decode exactly the same states."""
+    if _LONG_NUMBER.search(state) is None:
+        try:
+            return orjson.loads(state)
+        except orjson.JSONDecodeError:
+            pass
+    return _JSON(state.decode())
 
 
 class _FastDecoder:
