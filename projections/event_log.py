@@ -12,13 +12,11 @@ projections record it as skipped (`projections/applying.py`).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import orjson
 from eventsourcing.persistence import Mapper, StoredEvent
 from eventsourcing.utils import resolve_topic
 
@@ -119,23 +117,6 @@ def _undecodable(row: Any, error: Exception) -> UndecodableEvent:
 _JSON = json.JSONDecoder().decode
 
 
-# 19 digits in a row: possibly an integer past 64 bits, which orjson would read as a float.
-_LONG_NUMBER = re.compile(rb"\d{19}")
-
-
-def _parsed(state: bytes) -> Any:
-    """The state's JSON: orjson's parser (the rebuild's largest cost with the standard
-    library's), or the standard library's where the two could differ: integers orjson would
-    read as floats, and what orjson refuses but the standard library takes (lone surrogates,
-    NaN). Both therefore decode exactly the same states."""
-    if _LONG_NUMBER.search(state) is None:
-        try:
-            return orjson.loads(state)
-        except orjson.JSONDecodeError:
-            pass
-    return _JSON(state.decode())
-
-
 class _FastDecoder:
     """The mapper's decoding, minus its per-object JSON hook: a rebuild decodes a million events.
 
@@ -157,7 +138,7 @@ class _FastDecoder:
         return cls(names)
 
     def decode(self, originator_id: str, version: int, topic: str, state: bytes) -> Any:
-        fields: dict[str, Any] = _parsed(state)
+        fields: dict[str, Any] = _JSON(state.decode())
         # Most events hold transcoded objects (times) only as top-level fields: decode those
         # directly, and walk nested containers only when the text holds more of them.
         expected = state.count(b'"_type_"')
