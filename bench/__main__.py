@@ -6,6 +6,7 @@ include another run's data and the service's own database is untouched.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import signal
@@ -15,14 +16,15 @@ import uuid
 import psycopg
 from psycopg import sql
 
+from bench.kafka_roundtrip import roundtrip_rows
 from bench.ledger_kafka import ledger_rows
 from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
 from bench.portal_page import portal_rows
 from bench.rebuild import run as rebuild_rows
-from bench.rows import BenchRow
+from bench.rows import BenchRow, meets, write_json
 from infra.kafka_topics import create_topics, delete_topics
-from infra.settings import Settings
+from infra.settings import PROJECT_DIR, Settings
 
 BENCH_DATABASE = "credits_benchmark"
 
@@ -41,8 +43,8 @@ def _recreate_database(settings: Settings) -> None:
 
 
 def _print_table(rows: list[BenchRow]) -> None:
-    headers = ("benchmark", "value", "unit", "note")
-    cells = [(r.name, f"{r.value:,.1f}", r.unit, r.note) for r in rows]
+    headers = ("benchmark", "value", "unit", "target", "met", "note")
+    cells = [(r.name, f"{r.value:,.1f}", r.unit, r.target, meets(r), r.note) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(headers)]
     line = "| " + " | ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)) + " |"
     print(line)
@@ -58,36 +60,64 @@ def _print_table(rows: list[BenchRow]) -> None:
         )
 
 
-async def main() -> list[BenchRow]:
+PHASES = ("pgbench", "kafka", "ledger", "payments", "portal", "rebuild")
+
+
+async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     base = Settings()
     settings = base.model_copy(
         update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}."}
     )
-    _recreate_database(base)
-    rows = await asyncio.to_thread(pgbench_rows, settings)
-    _recreate_database(base)
-    await create_topics(settings)
-    try:
-        rows += await ledger_rows(settings)
-    finally:
-        await delete_topics(settings, settings.all_topics())
-    _recreate_database(base)
-    await create_topics(settings)
-    try:
-        rows += await payment_rows(settings)
-    finally:
-        await delete_topics(settings, settings.all_topics())
-    _recreate_database(base)
-    rows += await portal_rows(settings)
-    _recreate_database(base)
-    rows += await rebuild_rows(settings)
+    rows: list[BenchRow] = []
+    if "pgbench" in phases:
+        _recreate_database(base)
+        rows += await asyncio.to_thread(pgbench_rows, settings)
+    if "kafka" in phases:
+        rows += await roundtrip_rows(settings)
+    if "ledger" in phases:
+        _recreate_database(base)
+        await create_topics(settings)
+        try:
+            rows += await ledger_rows(settings)
+        finally:
+            await delete_topics(settings, settings.all_topics())
+    if "payments" in phases:
+        _recreate_database(base)
+        await create_topics(settings)
+        try:
+            rows += await payment_rows(settings)
+        finally:
+            await delete_topics(settings, settings.all_topics())
+    if "portal" in phases:
+        _recreate_database(base)
+        rows += await portal_rows(settings)
+    if "rebuild" in phases:
+        _recreate_database(base)
+        rows += await rebuild_rows(settings)
     return rows
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Every benchmark on the local stack (make stack), printed as one table.",
+    )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=PHASES,
+        default=list(PHASES),
+        help="run only these benchmarks (default: all, in this order)",
+    )
+    return parser.parse_args()
 
 
 if __name__ == "__main__":
     # SIGTERM (make interrupted, a timeout) unwinds like Ctrl-C, so the ledger process it
     # started is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    table = asyncio.run(main())
+    arguments = _arguments()
+    table = asyncio.run(main(tuple(arguments.only)))
     _print_table(table)
+    print(f"written to {write_json(table, PROJECT_DIR / '.local' / 'bench')}")
     sys.exit(0)

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from bench.proc_cpu import CpuMeter, kafka_broker_pids, peak_rss_bytes, postgres_backend_pids
 from bench.rows import BenchRow, percentile
 from domain.catalog import load_catalog
 from infra.event_store.env import event_store_env
@@ -36,7 +37,8 @@ ACCOUNTS = 10_000
 ZIPF_EXPONENT = 1.1
 THROUGHPUT_COMMANDS = 20_000
 HOT_ACCOUNT_COMMANDS = 5_000
-FIXED_RATE_PER_SECOND = 500
+# The latency phase's steady rate: a setting, so a run can compare rates (README).
+FIXED_RATE_PER_SECOND = int(os.environ.get("CREDITS_BENCH_RATE_PER_SECOND", "1000"))
 FIXED_RATE_SECONDS = 10
 REPLY_TIMEOUT_SECONDS = 180.0
 
@@ -71,9 +73,9 @@ def open_accounts(settings: Settings) -> None:
 class Replies:
     """Reads every reply from the end of the topic on; notes when each correlation id came."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, topic: str | None = None) -> None:
         self.settings = settings
-        self.topic = settings.topic(Topic.REPLIES)
+        self.topic = topic or settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
         self.statuses: dict[str, int] = {}
         self._consumer = kafka_consumer(settings, client_id="credits-bench", group_id=None)
@@ -123,7 +125,7 @@ async def _send(
     )
 
 
-async def _flood(
+async def flood(
     producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str], label: str
 ) -> float:
     """Sends as fast as the producer takes them; commands per second until the last reply."""
@@ -135,7 +137,7 @@ async def _flood(
     return len(ids) / (max(replies.received_at[c] for c in ids) - started)
 
 
-async def _fixed_rate(
+async def fixed_rate(
     producer: AIOKafkaProducer, replies: Replies, topic: str, accounts: list[str]
 ) -> list[float]:
     """Sends at a steady rate; returns each command's send → reply time in milliseconds."""
@@ -155,7 +157,7 @@ async def _fixed_rate(
     return sorted((replies.received_at[c] - t) * 1000 for c, t in sent_at.items())
 
 
-def _zipf_accounts(count: int, seed: int) -> list[str]:
+def zipf_accounts(count: int, seed: int) -> list[str]:
     weights = list(itertools.accumulate(1 / (k**ZIPF_EXPONENT) for k in range(1, ACCOUNTS + 1)))
     picks = random.Random(seed).choices(range(ACCOUNTS), cum_weights=weights, k=count)
     return [f"acct-{n}" for n in picks]
@@ -175,9 +177,38 @@ def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
     )
 
 
+def _meter(settings: Settings, ledger_pid: int) -> CpuMeter:
+    return CpuMeter(
+        {
+            "ledger": lambda: [ledger_pid],
+            "Kafka broker": kafka_broker_pids,
+            "PostgreSQL backends": lambda: postgres_backend_pids(settings.pg_database),
+            "load generator": lambda: [os.getpid()],
+        }
+    )
+
+
+# The ledger's CPU per consume command over the Zipf flood (the other processes: no target).
+LEDGER_CPU_TARGET = "≤ 90"
+
+
+def _cpu_rows(phase: str, used_seconds: dict[str, float], commands: int) -> list[BenchRow]:
+    return [
+        BenchRow(
+            f"CPU per command, {phase}: {name}",
+            seconds * 1e6 / commands,
+            "µs",
+            f"{seconds:.2f} CPU-s over {commands:,} commands (/proc)",
+            LEDGER_CPU_TARGET if name == "ledger" and phase == "Zipf flood" else "",
+        )
+        for name, seconds in used_seconds.items()
+    ]
+
+
 async def ledger_rows(settings: Settings) -> list[BenchRow]:
     await asyncio.to_thread(open_accounts, settings)
     ledger = _start_ledger(settings)
+    meter = _meter(settings, ledger.pid)
     # As a producer service using our client would send (services/client).
     producer = acknowledged_producer(settings, "credits-bench")
     replies = Replies(settings)
@@ -186,21 +217,28 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         await producer.start()
         await replies.start()
         # Warm-up: the ledger has joined its group and answers.
-        await _flood(producer, replies, topic, ["acct-0"] * 10, "warm")
-        zipf = await _flood(
-            producer, replies, topic, _zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
+        await flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        meter.start()
+        zipf = await flood(
+            producer, replies, topic, zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
         )
-        hot = await _flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
+        zipf_cpu = meter.stop()
+        meter.start()
+        hot = await flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
+        hot_cpu = meter.stop()
         # The floods left ~100 MB of written pages for the kernel to flush, which it does ~30 s
         # later, right under the next phase's commits (their fsync waits behind it). Flushed
-        # now, the latency is that of a steady 500/s, not of the seconds after a burst.
+        # now, the latency is that of a steady rate, not of the seconds after a burst.
         await asyncio.to_thread(os.sync)
-        latencies_ms = await _fixed_rate(
+        meter.start()
+        latencies_ms = await fixed_rate(
             producer,
             replies,
             topic,
-            _zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
+            zipf_accounts(FIXED_RATE_PER_SECOND * FIXED_RATE_SECONDS, seed=2),
         )
+        rate_cpu = meter.stop()
+        ledger_peak_rss = peak_rss_bytes(ledger.pid)
     finally:
         await replies.stop()
         await producer.stop()
@@ -214,23 +252,36 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
             zipf,
             "commands/s",
             f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process",
+            "≥ 7,000",
         ),
+        *_cpu_rows("Zipf flood", zipf_cpu, THROUGHPUT_COMMANDS),
         BenchRow(
             "end to end: consume, one hot account",
             hot,
             "commands/s",
             f"{HOT_ACCOUNT_COMMANDS:,} commands",
+            "≥ 7,000",
+        ),
+        BenchRow(
+            "CPU per command, hot account: ledger",
+            hot_cpu["ledger"] * 1e6 / HOT_ACCOUNT_COMMANDS,
+            "µs",
+            "(/proc)",
         ),
         BenchRow(
             f"command → reply latency p50 at {FIXED_RATE_PER_SECOND}/s",
             percentile(latencies_ms, 0.50),
             "ms",
             f"{len(latencies_ms):,} commands over {FIXED_RATE_SECONDS} s",
+            "≤ 5",
         ),
         BenchRow(
             f"command → reply latency p99 at {FIXED_RATE_PER_SECOND}/s",
             percentile(latencies_ms, 0.99),
             "ms",
             f"max {latencies_ms[-1]:.1f} ms; {accepted:,} of {total:,} replies accepted",
+            "≤ 20",
         ),
+        *_cpu_rows(f"{FIXED_RATE_PER_SECOND}/s", rate_cpu, len(latencies_ms)),
+        BenchRow("ledger peak RSS", ledger_peak_rss / 2**20, "MiB", "VmHWM of the ledger process"),
     ]

@@ -13,7 +13,12 @@ from collections.abc import Collection, Iterable
 from contextlib import nullcontext, suppress
 from typing import Any, cast
 
-from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
+from eventsourcing.application import (
+    AggregateNotFoundError,
+    Application,
+    ProcessingEvent,
+    Recording,
+)
 from eventsourcing.persistence import JSONTranscoder
 from eventsourcing.postgres import PostgresAggregateRecorder
 from eventsourcing.utils import Environment, EnvType
@@ -44,6 +49,27 @@ class LedgerApplication(Application[str]):
         datastore = getattr(self.recorder, "datastore", None)
         if datastore is not None:  # PostgreSQL (the in-memory store has no pool)
             POOLS.track("event_store", datastore.pool)
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[str]]:
+        """As the library's, an account's events collected without its runtime protocol checks.
+
+        The library asks `isinstance` of each saved object against two `runtime_checkable`
+        protocols, which Python answers by walking the protocols' members: tens of
+        microseconds an account, a few percent of a busy ledger's time.
+        """
+        processing_event: ProcessingEvent[str] = ProcessingEvent()
+        for obj in objs:
+            if type(obj) is Account:
+                processing_event.events.extend(obj.collect_events())
+                processing_event.aggregates[obj.id] = obj
+            else:
+                processing_event.collect_events(obj)
+        processing_event.saved_kwargs.update(kwargs)
+        recordings = self._record(processing_event)
+        self._take_snapshots(processing_event)
+        self._notify(recordings)
+        self.notify(processing_event.events)  # deprecated in the library, kept as it does
+        return recordings
 
     def accounts(self, account_ids: Collection[str]) -> dict[str, Account]:
         """Several accounts at once, for a batch to change; unknown ids absent.

@@ -11,6 +11,7 @@ import eventsourcing.postgres as es_postgres
 from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder, ProcessRecorder
 from psycopg.sql import SQL
 
+from infra.event_store.array_inserts import SnapshotRecorder
 from infra.event_store.recorder import CreditsPostgresRecorder
 from infra.schema_lock import EVENT_STORE_LOCK_KEY
 
@@ -21,6 +22,7 @@ POOL_RECONNECT_TIMEOUT_SECONDS = 5.0
 
 
 class CreditsPostgresFactory(es_postgres.PostgresFactory):
+    aggregate_recorder_class = SnapshotRecorder
     application_recorder_class = CreditsPostgresRecorder
     process_recorder_class = CreditsPostgresRecorder
 

@@ -126,10 +126,12 @@ class KafkaTables(es_postgres.PostgresRecorder):
             "SELECT partition, next_offset FROM {positions} "
             "WHERE consumer_group = %s AND topic = %s"
         ).format(positions=positions)
-        self.insert_reply_statement = SQL(
+        # A batch's replies in one statement, as parallel binary arrays (recorder.py).
+        self.insert_replies_statement = SQL(
             "INSERT INTO {replies} (consumer_group, topic, partition, record_offset, "
             "reply_topic, reply_key, reply_value, correlation_id) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::bigint[], %b::text[], "
+            "%b::bytea[], %b::bytea[], %b::bytea[])"
         ).format(replies=replies)
         self.select_replies_statement = SQL(
             "SELECT record_offset, reply_topic, reply_key, reply_value, correlation_id "

@@ -20,6 +20,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
+from infra.event_store.array_inserts import insert_events, insert_events_statement
 from infra.event_store.batch_writes import writes_of
 from infra.event_store.follower_tables import FollowerTables
 from infra.event_store.kafka_tables import (
@@ -87,10 +88,16 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
                 table=table,
             )
         )
-        self.insert_receipt_statement = SQL(
+        # A batch's rows go in one statement, as parallel arrays in PostgreSQL's binary format
+        # (`%b`): row by row, or as text arrays, psycopg's dumping was a third of the client's
+        # time per command (text arrays: ~9 µs a row, binary: ~1 µs).
+        self.insert_receipts_statement = SQL(
             "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json, traceparent) "
-            "VALUES (%s, %s, %s, %s, %s)"
+            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
         ).format(table=table)
+        self.insert_from_arrays_statement = insert_events_statement(
+            self.datastore, self.events_table_name, returning_ids=True
+        )
         self.select_traceparents_statement = SQL(
             "SELECT r.account_id, r.command_id, r.traceparent FROM {table} r "
             "JOIN unnest(%s::text[], %s::text[]) AS k(account_id, command_id) "
@@ -219,39 +226,42 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
             )
         replies = writes.kafka_replies
         if replies:
-            curs.executemany(
-                self.insert_reply_statement,
-                [
-                    (
-                        r.consumer_group,
-                        r.topic,
-                        r.partition,
-                        r.offset,
-                        r.reply_topic,
-                        r.key,
-                        r.value,
-                        r.correlation_id,
-                    )
-                    for r in replies
-                ],
+            curs.execute(
+                self.insert_replies_statement,
+                (
+                    [r.consumer_group for r in replies],
+                    [r.topic for r in replies],
+                    [r.partition for r in replies],
+                    [r.offset for r in replies],
+                    [r.reply_topic for r in replies],
+                    [r.key for r in replies],
+                    [r.value for r in replies],
+                    [r.correlation_id for r in replies],
+                ),
             )
         receipts = writes.receipts
         if receipts:
             traces = writes.command_traces
-            curs.executemany(
-                self.insert_receipt_statement,
-                [
-                    (
-                        r.account_id,
-                        r.command_id,
-                        r.payload_sha256,
-                        r.reply_json,
-                        traces.get((r.account_id, r.command_id)),
-                    )
-                    for r in receipts
-                ],
+            curs.execute(
+                self.insert_receipts_statement,
+                (
+                    [r.account_id for r in receipts],
+                    [r.command_id for r in receipts],
+                    [r.payload_sha256 for r in receipts],
+                    [r.reply_json for r in receipts],
+                    [traces.get((r.account_id, r.command_id)) for r in receipts],
+                ),
             )
         super()._insert_events(curs, stored_events, **kwargs)
+
+    def _insert_stored_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        """As the library's (the table lock, the notification, the insert returning the ids
+        in order), the events sent as parallel binary arrays rather than composite values."""
+        self._lock_table(curs)
+        self._notify_channel(curs)
+        insert_events(curs, self.insert_from_arrays_statement, stored_events)
 
     def select_notifications_once(self, start: int, limit: int) -> Sequence[Notification]:
         """`select_notifications` in one attempt, for followers that retry by themselves.

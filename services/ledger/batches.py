@@ -161,10 +161,14 @@ class BatchApplier:
         positions = self._next_positions([d.record for d in decoded], stored)
 
         spans = CommandSpans(commands)
+        # The JSON of the replies as last decided: each reply is serialised once, for its
+        # receipt, its stored copy and what is sent (the last with its position filled in).
+        decided_json: list[str] = []
 
-        def keep_replies(replies: list[Reply]) -> BatchWrites:
+        def keep_replies(replies: list[Reply], texts: list[str]) -> BatchWrites:
+            decided_json[:] = texts
             return BatchWrites(
-                kafka_replies=self._stored_replies(commands, replies, poisons, spans)
+                kafka_replies=self._stored_replies(commands, replies, texts, poisons, spans)
             )
 
         writes = BatchWrites(
@@ -220,7 +224,10 @@ class BatchApplier:
         self._count(commands, replies, poisons, spans)
         spans.end(commands, replies)
         # Sent with their positions now; a resend after a crash carries the stored copy.
-        return self._stored_replies(commands, replies, poisons, spans)
+        texts = [
+            _with_position(text, reply) for text, reply in zip(decided_json, replies, strict=True)
+        ]
+        return self._stored_replies(commands, replies, texts, poisons, spans)
 
     async def _isolate(
         self,
@@ -274,13 +281,17 @@ class BatchApplier:
         self,
         commands: list[Decoded],
         replies: list[Reply],
+        texts: list[str],
         poisons: list[Poison],
         spans: CommandSpans,
     ) -> list[StoredReply]:
-        pairs: list[tuple[CommandRecord, Reply]] = [
-            (d.record, reply) for d, reply in zip(commands, replies, strict=True)
+        """`texts`: each reply's JSON, in the order of `replies`."""
+        pairs: list[tuple[CommandRecord, Reply, str]] = [
+            (d.record, reply, text) for d, reply, text in zip(commands, replies, texts, strict=True)
         ]
-        pairs += [(p.record, p.reply) for p in poisons if p.reply is not None]
+        pairs += [
+            (p.record, p.reply, p.reply.model_dump_json()) for p in poisons if p.reply is not None
+        ]
         return [
             StoredReply(
                 consumer_group=self.consumer_group,
@@ -291,11 +302,11 @@ class BatchApplier:
                 # Keyed by account like the command; a refusal without one needs no key (and
                 # echoing a record's key could make the reply larger than Kafka takes).
                 key=reply.account_id.encode() if reply.account_id else None,
-                value=reply.model_dump_json().encode(),
+                value=text.encode(),
                 correlation_id=_echoed(record.header("correlation_id")),
                 traceparent=spans.traceparent(record.partition, record.offset),
             )
-            for record, reply in sorted(pairs, key=lambda pair: pair[0].offset)
+            for record, reply, text in sorted(pairs, key=lambda pair: pair[0].offset)
         ]
 
     async def _stored_replies_of(self, replayed: list[CommandRecord]) -> list[StoredReply]:
@@ -359,6 +370,20 @@ class BatchApplier:
                 *((p.record, "invalid", p.reply, None) for p in poisons),
             ]
         )
+
+
+# How a reply's JSON ends before its position is known (the field comes last in `Reply`).
+_NO_POSITION_SUFFIX = ',"position":null}'
+
+
+def _with_position(text: str, reply: Reply) -> str:
+    """The JSON of `reply`, from that of the same reply before it had a position: the same
+    text as `reply.model_dump_json()`, without serialising it again."""
+    if reply.position is None:
+        return text
+    if not text.endswith(_NO_POSITION_SUFFIX):
+        return reply.model_dump_json()  # the reply's fields changed order: no shortcut
+    return f"{text[: -len('null}')]}{reply.position}}}"
 
 
 def _echoed(correlation_id: bytes | None) -> bytes | None:

@@ -65,6 +65,8 @@ class _Decisions:
     seen: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
     # Receipts already stored for the batch's commands, fetched in one lookup.
     stored: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
+    # Reply index → its JSON, where the receipt needed it already (serialised once).
+    reply_json: dict[int, str] = field(default_factory=dict)
 
 
 class LedgerService:
@@ -90,15 +92,16 @@ class LedgerService:
         self,
         commands: Sequence[bytes | str | dict[str, Any] | Command],
         *,
-        save_with_replies: Callable[[list[Reply]], BatchWrites] | None = None,
+        save_with_replies: Callable[[list[Reply], list[str]], BatchWrites] | None = None,
         writes: BatchWrites = NO_WRITES,
     ) -> list[Reply]:
         """Decide a batch in memory, then save every account and receipt in one transaction.
 
         `writes` go to the recorder with the events (e.g. the Kafka positions the batch came
         from). `save_with_replies`, if given, is called with the decided replies (before they
-        have a `position`) on every attempt, and the replies it returns are saved too: the Kafka
-        consumer keeps the replies in the same transaction so that a crash cannot lose them.
+        have a `position`) and their JSON on every attempt, and the replies it returns are saved
+        too: the Kafka consumer keeps the replies in the same transaction so that a crash
+        cannot lose them.
         """
         if len(commands) > MAX_BATCH:
             raise ValueError(f"a batch holds at most {MAX_BATCH} commands")
@@ -115,7 +118,7 @@ class LedgerService:
     def _decide_and_save(
         self,
         parsed: list[Command | Reply],
-        save_with_replies: Callable[[list[Reply]], BatchWrites] | None,
+        save_with_replies: Callable[[list[Reply], list[str]], BatchWrites] | None,
         writes: BatchWrites,
     ) -> list[Reply]:
         touched = list(dict.fromkeys(c.account_id for c in parsed if not isinstance(c, Reply)))
@@ -131,7 +134,13 @@ class LedgerService:
                     self.app.forget(touched)
                     decisions = self._decide(parsed, self.clock.now(), read_receipts=True)
                 changed = [a for a in decisions.accounts.values() if a and a.pending_events]
-                replies = save_with_replies(decisions.replies) if save_with_replies else writes
+                replies = writes
+                if save_with_replies is not None:
+                    texts = [
+                        decisions.reply_json.get(i) or reply.model_dump_json()
+                        for i, reply in enumerate(decisions.replies)
+                    ]
+                    replies = save_with_replies(decisions.replies, texts)
                 # Accounts decided on but not changed (a refusal writes nothing): the save
                 # checks that no other writer moved them on since they were read.
                 read = {
@@ -248,12 +257,14 @@ class LedgerService:
             result=outcome,
         )
         decisions.accounts[command.account_id] = work
+        reply_json = reply.model_dump_json()
+        decisions.reply_json[len(decisions.replies)] = reply_json
         decisions.receipts.append(
             Receipt(
                 account_id=command.account_id,
                 command_id=command.command_id,
                 payload_sha256=payload_sha256,
-                reply_json=reply.model_dump_json(),
+                reply_json=reply_json,
             )
         )
         decisions.seen[key] = (payload_sha256, reply)

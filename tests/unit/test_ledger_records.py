@@ -249,7 +249,7 @@ def test_a_reply_is_small_whatever_the_record_it_answers(
     applier: Any = BatchApplier.__new__(BatchApplier)
     applier.consumer_group, applier.default_reply_topic = "g", "credits.replies"
 
-    (reply,) = BatchApplier._stored_replies(applier, [], [], [poison], CommandSpans([]))
+    (reply,) = BatchApplier._stored_replies(applier, [], [], [], [poison], CommandSpans([]))
 
     size = len(reply.key or b"") + len(reply.value) + len(reply.correlation_id or b"")
     assert size <= MAX_REPLY_BYTES
