@@ -24,22 +24,36 @@ from bench.portal_page import portal_rows
 from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow, meets, write_json
 from infra.kafka_topics import create_topics, delete_topics
+from infra.retry import Backoff, retry
 from infra.settings import PROJECT_DIR, Settings
 
 BENCH_DATABASE = "credits_benchmark"
 
 
-def _recreate_database(settings: Settings) -> None:
+async def _recreate_database(settings: Settings) -> None:
     """An empty benchmark database, with nothing of the benchmark before it left to write.
 
     pgbench's burst of writes, flushed by the kernel under the ledger's commits, added ~20 ms
     to its p99: each benchmark starts once earlier writes are on disk (`os.sync`).
     """
-    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
-        name = sql.Identifier(BENCH_DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    name = sql.Identifier(BENCH_DATABASE)
+    # An autovacuum worker on the last run's tables makes a forced drop fail for a few seconds:
+    # the role may not end a superuser's process.
+    await retry(
+        lambda: asyncio.to_thread(
+            _execute, settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
+        ),
+        doing=f"drop database {BENCH_DATABASE}",
+        retry_on=(psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse),
+        backoff=Backoff(first_seconds=0.2, max_seconds=2.0, max_attempts=30),
+    )
+    _execute(settings, sql.SQL("CREATE DATABASE {}").format(name))
     os.sync()
+
+
+def _execute(settings: Settings, statement: sql.Composed) -> None:
+    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
+        conn.execute(statement)
 
 
 def _print_table(rows: list[BenchRow]) -> None:
@@ -70,29 +84,29 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     )
     rows: list[BenchRow] = []
     if "pgbench" in phases:
-        _recreate_database(base)
+        await _recreate_database(base)
         rows += await asyncio.to_thread(pgbench_rows, settings)
     if "kafka" in phases:
         rows += await roundtrip_rows(settings)
     if "ledger" in phases:
-        _recreate_database(base)
+        await _recreate_database(base)
         await create_topics(settings)
         try:
             rows += await ledger_rows(settings)
         finally:
             await delete_topics(settings, settings.all_topics())
     if "payments" in phases:
-        _recreate_database(base)
+        await _recreate_database(base)
         await create_topics(settings)
         try:
             rows += await payment_rows(settings)
         finally:
             await delete_topics(settings, settings.all_topics())
     if "portal" in phases:
-        _recreate_database(base)
+        await _recreate_database(base)
         rows += await portal_rows(settings)
     if "rebuild" in phases:
-        _recreate_database(base)
+        await _recreate_database(base)
         rows += await rebuild_rows(settings)
     return rows
 

@@ -90,8 +90,12 @@ class BatchedLines:
         self.name = name
         self.logger = logging.getLogger(name)
 
+    def enabled(self) -> bool:
+        """Whether `info` writes: callers skip building lines nobody reads."""
+        return self.logger.isEnabledFor(logging.INFO)
+
     def info(self, event: str, rows: Sequence[Mapping[str, Any]]) -> None:
-        if not rows or not self.logger.isEnabledFor(logging.INFO):
+        if not rows or not self.enabled():
             return
         sink = _JSON_SINK
         if sink is None:

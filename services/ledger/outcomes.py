@@ -31,6 +31,8 @@ def answered(outcomes: Iterable[tuple[CommandRecord, str, Reply | None, str | No
     unanswered; no trace id: the command came with no trace."""
     now_ms = time.time() * 1000
     rows: list[dict[str, Any]] = []
+    # The lines are built only where they are written (a ledger logging at WARNING skips them).
+    logging_lines = LINES.enabled()
     for record, kind, reply, trace_id in outcomes:
         status = reply.status if reply is not None else "rejected"
         children = _CHILDREN.get((kind, status))
@@ -45,6 +47,8 @@ def answered(outcomes: Iterable[tuple[CommandRecord, str, Reply | None, str | No
             # Clocks of producer and ledger hosts differ: never a negative latency.
             latency_ms = max(now_ms - record.timestamp_ms, 0.0)
             children[1].observe(latency_ms / 1000)
+        if not logging_lines:
+            continue
         error = reply.error if reply is not None else None
         rows.append(
             {

@@ -22,11 +22,11 @@ from domain.account import Account
 from domain.catalog import Catalog
 from infra.event_store.env import event_store_env
 from infra.ledger_application import LedgerApplication
-from infra.retry import Backoff, retry
 from infra.settings import Settings
 from projections.folds import origins_fold, projected_origins
 from projections.read_side import ReadSide, open_read_side
 from projections.reconcile import paid_and_owed
+from tests.databases import drop_database
 from tests.projections import storable_folds as folds
 from tests.projections.extreme_streams import RawStore
 
@@ -57,15 +57,7 @@ async def own_side(base_settings: Settings, settings: Settings) -> AsyncIterator
         finally:
             app.close()
     finally:
-        # An autovacuum worker busy with the new tables makes a forced drop fail for want of
-        # the privilege to end it; it is done within seconds.
-        drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier)
-        await retry(
-            lambda: asyncio.to_thread(_admin, base_settings, drop),
-            doing=f"drop {own.pg_database}",
-            retry_on=(psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse),
-            backoff=Backoff(first_seconds=0.2, max_seconds=2.0, max_attempts=30),
-        )
+        await asyncio.to_thread(drop_database, base_settings, own.pg_database)
 
 
 def _as_stored(field: str, value: Any) -> Any:

@@ -15,6 +15,7 @@ balances = st.dictionaries(
     st.fixed_dictionaries(
         {
             "available": st.integers(-(2**40), 2**40),
+            "spendable": st.integers(-(2**40), 2**40),
             "held": st.integers(0, 2**40),
             "allocation_remaining": st.integers(0, 2**40),
             "purchased_remaining": st.integers(0, 2**40),
