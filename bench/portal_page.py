@@ -38,12 +38,29 @@ async def _fill(app_settings: Settings) -> None:
             TRANSACTIONS,
         )
         await conn.execute(
-            "INSERT INTO rm_balances VALUES ($1, 'credits', 5000, 0, 4000, 1000, 0, 0, $2)",
+            "INSERT INTO rm_balances (account_id, credit_type, available, spendable, held, "
+            "allocation_remaining, purchased_remaining, overdraft, debt, next_reset_at) "
+            "VALUES ($1, 'credits', 5000, 5000, 0, 4000, 1000, 0, 0, $2)",
             ACCOUNT,
             now + timedelta(days=20),
         )
         await conn.copy_records_to_table(
             "rm_transactions",
+            # Named: the table gains columns at its end (the origins), null here.
+            columns=[
+                "account_id",
+                "version",
+                "credit_type",
+                "position",
+                "at",
+                "kind",
+                "amount",
+                "delta",
+                "available_before",
+                "available_after",
+                "reference",
+                "command_id",
+            ],
             records=[
                 (
                     ACCOUNT,
