@@ -7,9 +7,13 @@ calendar raised OverflowError, a 500: these helpers clamp or answer "never" inst
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from services.api.errors import invalid
+
+# A query's days: `from`..`to` spans this many days when `from` is absent, and at most this many.
+DEFAULT_QUERY_DAYS = 30
+MAX_QUERY_DAYS = 366
 
 
 def parse_day(name: str, raw: str | None) -> date | None:
@@ -48,3 +52,14 @@ def day_range(
     if (last - first).days >= max_days:
         raise invalid(f"from..to: at most {max_days} days")
     return first, last
+
+
+def query_days(first_raw: str | None, last_raw: str | None) -> tuple[date, date]:
+    """`day_range` of a read's `from` and `to`, with the reads' defaults, ending today (UTC)."""
+    return day_range(
+        first_raw,
+        last_raw,
+        today=datetime.now(UTC).date(),
+        default_days=DEFAULT_QUERY_DAYS,
+        max_days=MAX_QUERY_DAYS,
+    )

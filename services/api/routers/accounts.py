@@ -23,7 +23,7 @@ from domain.usage import effective_limit
 from projections import queries
 from projections.account_at import AsOfInFuture, AsOfInvalid, account_at, describe, parse_as_of
 from services.api.auth import PORTAL, authorize
-from services.api.day_range import day_range, days_before
+from services.api.day_range import days_before, query_days
 from services.api.errors import (
     AS_OF_IN_FUTURE,
     READ_MODEL_BEHIND,
@@ -49,10 +49,8 @@ from services.api.overview import account_overview, rate_window
 from services.api.overview_models import AccountOverview
 from services.api.resources import Resources, app_resources
 
-MAX_USAGE_DAYS = 366
 # Resources one account read lists (those with a limit of their own or used today).
 MAX_RESOURCES_SHOWN = 500
-DEFAULT_USAGE_DAYS = 30
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
 MAX_POSITION = 2**62
@@ -216,13 +214,7 @@ async def get_usage(
     bucket: Bucket = "day",
     min_position: MinPosition = None,
 ) -> UsagePage:
-    first, last = day_range(
-        first_day,
-        last_day,
-        today=datetime.now(UTC).date(),
-        default_days=DEFAULT_USAGE_DAYS,
-        max_days=MAX_USAGE_DAYS,
-    )
+    first, last = query_days(first_day, last_day)
     pool = await _pool_at(held, ("usage",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)

@@ -3,7 +3,6 @@ conversion and refills over a period of UTC days, from the analytics read model.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Security
@@ -12,12 +11,10 @@ from projections.analytics_read import analytics
 from projections.store import positions
 from services.api.analytics_models import AnalyticsReport
 from services.api.auth import ANALYTICS, authorize
-from services.api.day_range import day_range
+from services.api.day_range import query_days
 from services.api.models import ApiError
 from services.api.resources import Resources, app_resources
 from services.api.routers.accounts import (
-    DEFAULT_USAGE_DAYS,
-    MAX_USAGE_DAYS,
     FirstDay,
     LastDay,
     MinPosition,
@@ -52,13 +49,7 @@ async def get_analytics(
     last_day: LastDay = None,
     min_position: MinPosition = None,
 ) -> AnalyticsReport:
-    first, last = day_range(
-        first_day,
-        last_day,
-        today=datetime.now(UTC).date(),
-        default_days=DEFAULT_USAGE_DAYS,
-        max_days=MAX_USAGE_DAYS,
-    )
+    first, last = query_days(first_day, last_day)
     pool = await _pool_at(held, ("analytics",), min_position)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         # One snapshot: the figures and the position agree.
