@@ -26,12 +26,10 @@ from services.api.auth import PORTAL, authorize
 from services.api.day_range import days_before, query_days
 from services.api.errors import (
     AS_OF_IN_FUTURE,
-    READ_MODEL_BEHIND,
     HttpError,
     invalid,
     unknown_account,
 )
-from services.api.log_head import events_head
 from services.api.models import (
     ACCOUNT_ID_PATTERN,
     AccountView,
@@ -47,6 +45,7 @@ from services.api.models import (
 )
 from services.api.overview import account_overview, rate_window
 from services.api.overview_models import AccountOverview
+from services.api.read_wait import pool_at
 from services.api.resources import Resources, app_resources
 
 # Resources one account read lists (those with a limit of their own or used today).
@@ -145,7 +144,7 @@ async def get_account(
 ) -> AccountView:
     if as_of is not None:
         return await _account_as_of(held, account_id, as_of)
-    pool = await _pool_at(held, ("balances", "usage"), min_position)
+    pool = await pool_at(held, ("balances", "usage"), min_position)
     async with pool.acquire() as conn:
         account = await queries.account(conn, account_id)
         if account is None:
@@ -186,7 +185,7 @@ async def get_overview(
     held: Held,
     min_position: MinPosition = None,
 ) -> AccountOverview:
-    pool = await _pool_at(held, ("balances", "usage"), min_position)
+    pool = await pool_at(held, ("balances", "usage"), min_position)
     today = datetime.now(UTC).date()
     async with pool.acquire() as conn:
         account = await queries.account(conn, account_id)
@@ -215,7 +214,7 @@ async def get_usage(
     min_position: MinPosition = None,
 ) -> UsagePage:
     first, last = query_days(first_day, last_day)
-    pool = await _pool_at(held, ("usage",), min_position)
+    pool = await pool_at(held, ("usage",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)
         rows = await queries.usage(conn, account_id, first, last, bucket)
@@ -243,7 +242,7 @@ async def get_transactions(
     min_position: MinPosition = None,
 ) -> TransactionsPage:
     cursor = _cursor(before)
-    pool = await _pool_at(held, ("transactions",), min_position)
+    pool = await pool_at(held, ("transactions",), min_position)
     async with pool.acquire() as conn:
         await _existing(conn, account_id)
         rows = await queries.transactions(conn, account_id, cursor, limit)
@@ -302,27 +301,6 @@ def _resources_at(account: Account, catalog: Catalog, at: datetime) -> list[Reso
         )
         for name in names
     ]
-
-
-async def _pool_at(
-    held: Resources, projections: tuple[str, ...], min_position: int | None
-) -> asyncpg.Pool:
-    """The pool, once the read models have reached `min_position` (if asked)."""
-    pool = await held.pool()
-    if min_position is not None:
-        async with pool.acquire() as conn:
-            head = await events_head(conn)
-        if min_position > head:
-            # No reply ever named it: waiting could only end in a 504.
-            raise invalid(f"min_position: beyond the event log's head ({head})")
-        timeout_seconds = held.settings.read_wait_seconds
-        if not await queries.wait_for_position(pool, projections, min_position, timeout_seconds):
-            raise HttpError(
-                504,
-                READ_MODEL_BEHIND,
-                f"read model has not reached position {min_position} in {timeout_seconds} s",
-            )
-    return pool
 
 
 async def _existing(conn: asyncpg.Connection, account_id: str) -> None:

@@ -13,12 +13,12 @@ from services.api.analytics_models import AnalyticsReport
 from services.api.auth import ANALYTICS, authorize
 from services.api.day_range import query_days
 from services.api.models import ApiError
+from services.api.read_wait import pool_at
 from services.api.resources import Resources, app_resources
 from services.api.routers.accounts import (
     FirstDay,
     LastDay,
     MinPosition,
-    _pool_at,
 )
 
 router = APIRouter(
@@ -50,7 +50,7 @@ async def get_analytics(
     min_position: MinPosition = None,
 ) -> AnalyticsReport:
     first, last = query_days(first_day, last_day)
-    pool = await _pool_at(held, ("analytics",), min_position)
+    pool = await pool_at(held, ("analytics",), min_position)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         # One snapshot: the figures and the position agree.
         report = await analytics(conn, first, last)
