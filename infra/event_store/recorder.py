@@ -3,7 +3,6 @@ positions and stored replies, all written in the transaction of one save."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, cast
 
@@ -11,17 +10,22 @@ import eventsourcing.postgres as es_postgres
 import psycopg
 from eventsourcing.persistence import (
     IntegrityError,
+    InterfaceError,
     Notification,
     OperationalError,
-    PersistenceError,
     StoredEvent,
 )
-from psycopg import Cursor
+from eventsourcing.utils import retry as es_retry
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier, Literal
 
-from infra.event_store.array_inserts import insert_events, insert_events_statement
-from infra.event_store.batch_writes import writes_of
+from infra.event_store.batch_function import (
+    STALE_READ,
+    create_save_batch_function,
+    save_batch_arguments,
+    save_batch_statement,
+)
+from infra.event_store.batch_writes import BatchWrites, writes_of
 from infra.event_store.follower_tables import FollowerTables
 from infra.event_store.kafka_tables import (
     POSITION_CONFLICT,
@@ -37,10 +41,6 @@ class StaleRead(IntegrityError):
     A refusal writes no event, so no version conflict would catch a decision taken on a cached
     account that another writer has moved on: the save checks those accounts' versions.
     """
-
-
-# psycopg's message when a statement of a pipeline fails after an earlier one did.
-_PIPELINE_ABORTED = "pipeline aborted"
 
 
 class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresProcessRecorder):
@@ -88,180 +88,84 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
                 table=table,
             )
         )
-        # A batch's rows go in one statement, as parallel arrays in PostgreSQL's binary format
-        # (`%b`): row by row, or as text arrays, psycopg's dumping was a third of the client's
-        # time per command (text arrays: ~9 µs a row, binary: ~1 µs).
-        self.insert_receipts_statement = SQL(
-            "INSERT INTO {table} (account_id, command_id, payload_sha256, reply_json, traceparent) "
-            "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[])"
-        ).format(table=table)
-        self.insert_from_arrays_statement = insert_events_statement(
-            self.datastore, self.events_table_name, returning_ids=True
-        )
         self.select_traceparents_statement = SQL(
             "SELECT r.account_id, r.command_id, r.traceparent FROM {table} r "
             "JOIN unnest(%s::text[], %s::text[]) AS k(account_id, command_id) "
             "USING (account_id, command_id) WHERE r.traceparent IS NOT NULL"
         ).format(table=table)
-        self.select_taken_versions_statement = SQL(
-            "SELECT e.originator_id, e.originator_version FROM {events} e "
-            "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, originator_version) "
-            "USING (originator_id, originator_version)"
-        ).format(events=Identifier(self.datastore.schema, self.events_table_name))
-        self.select_versions_statement = SQL(
-            "SELECT originator_id, max(originator_version) AS version FROM {events} "
-            "WHERE originator_id = ANY(%s) GROUP BY originator_id"
-        ).format(events=Identifier(self.datastore.schema, self.events_table_name))
         # One round trip for a whole batch: the keys travel as two parallel arrays.
         self.select_receipts_statement = SQL(
             "SELECT r.account_id, r.command_id, r.payload_sha256, r.reply_json FROM {table} r "
             "JOIN unnest(%s::text[], %s::text[]) AS k(account_id, command_id) "
             "USING (account_id, command_id)"
         ).format(table=table)
-        self._create_kafka_tables(events_table_name.removesuffix("_events"))
-        self._create_follower_tables(events_table_name.removesuffix("_events"))
+        prefix = events_table_name.removesuffix("_events")
+        self._create_kafka_tables(prefix)
+        self._create_follower_tables(prefix)
+        save_batch = prefix + "_save_batch"
+        self.sql_create_statements.append(
+            create_save_batch_function(
+                self.datastore,
+                function=save_batch,
+                events_table=self.events_table_name,
+                receipts_table=self.receipts_table_name,
+                replies_table=prefix + "_kafka_replies",
+                advance_position_function=prefix + "_advance_kafka_position",
+                channel=self.channel_name,
+            )
+        )
+        self.save_batch_statement = save_batch_statement(self.datastore, save_batch)
+        # Rendered once, with the first connection (psycopg would compose it on every call).
+        self._save_batch_query: bytes | None = None
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        """As the library's, with `single_attempt=True` asking for no retry inside.
+        """The events and what the save writes beside them (`writes`), in one statement.
 
-        The library retries a connection error 10 times (0.2 s apart, each wait for a pooled
-        connection up to the connect timeout): ~50 s with the database down. The Kafka consumer
-        applies batches on its event loop's thread and has bounded retries of its own, between
-        which its loop answers the broker; it asks for one attempt (at most one connect
-        timeout) so that its loop is never blocked for longer than that.
+        `single_attempt=True` asks for no retry inside. Otherwise a connection error is retried
+        as the library retries it: 10 times, 0.2 s apart, each wait for a pooled connection up
+        to the connect timeout (~50 s with the database down). The Kafka consumer applies
+        batches on its event loop's thread and has bounded retries of its own, between which
+        its loop answers the broker; it asks for one attempt (at most one connect timeout) so
+        that its loop is never blocked for longer than that.
         """
-        insert: Any = super().insert_events
-        if writes_of(kwargs).single_attempt:
-            insert = functools.partial(insert.__wrapped__, self)
+        assert kwargs.get("tracking") is None, "the ledger's saves carry no tracking record"
+        writes = writes_of(kwargs)
+        if writes.single_attempt:
+            return self._save_batch(stored_events, writes)
+        return self._save_batch_retried(stored_events, writes)
+
+    @es_retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _save_batch_retried(
+        self, stored_events: Sequence[StoredEvent], writes: BatchWrites
+    ) -> list[int] | None:
+        return self._save_batch(stored_events, writes)
+
+    def _save_batch(
+        self, stored_events: Sequence[StoredEvent], writes: BatchWrites
+    ) -> list[int] | None:
+        arguments = save_batch_arguments(writes, stored_events)
         try:
-            return cast(Sequence[int] | None, insert(stored_events, **kwargs))
+            with self.datastore.get_connection() as conn, conn.cursor() as curs:
+                if self._save_batch_query is None:
+                    self._save_batch_query = self.save_batch_statement.as_bytes(conn)
+                # Prepared: parsed and planned once per connection, not on every batch.
+                curs.execute(self._save_batch_query, arguments, prepare=True)
+                notification_ids = [row["notification_id"] for row in curs.fetchall()]
         except IntegrityError as error:
-            if POSITION_CONFLICT in str(error):
-                raise KafkaPositionConflict(str(error)) from error
-            if self.receipts_primary_key in str(error):
-                raise ReceiptConflict(str(error)) from error
+            message = str(error)
+            if POSITION_CONFLICT in message:
+                raise KafkaPositionConflict(message) from error
+            if self.receipts_primary_key in message:
+                raise ReceiptConflict(message) from error
+            if STALE_READ in message:
+                raise StaleRead(message) from error
             raise
-        except OperationalError as error:
-            if _PIPELINE_ABORTED not in str(error):
-                raise
-            conflict = self._conflict_behind_aborted_pipeline(stored_events, kwargs)
-            if conflict is None:
-                raise
-            raise conflict from error
-
-    def _conflict_behind_aborted_pipeline(
-        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
-    ) -> PersistenceError | None:
-        """Which conflict, if any, failed a save that psycopg reported as `pipeline aborted`.
-
-        When the statement that fails is one psycopg is preparing on that connection (its 6th
-        run there: `prepare_threshold`), the error comes back as `pipeline aborted`, which the
-        library calls operational (transient), instead of the unique violation it was. Retried
-        as transient, a conflict would fail the same way until the retries ran out. So the
-        conflicts a save can meet are looked for: a Kafka position that moved, a receipt that
-        exists, an event version that is taken. None found: it was transient after all.
-        """
-        writes = writes_of(kwargs)
-        positions, receipts = writes.kafka_positions, writes.receipts
-        with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            for position in positions:
-                curs.execute(
-                    self.select_position_statement,
-                    (position.consumer_group, position.topic, position.partition),
-                )
-                row = curs.fetchone()
-                stored = None if row is None else row["next_offset"]
-                if stored != position.expected_offset:
-                    return KafkaPositionConflict(
-                        f"{POSITION_CONFLICT}: {position.topic} {position.partition} is at "
-                        f"{stored}, expected {position.expected_offset}"
-                    )
-            if stored_events:
-                curs.execute(
-                    self.select_taken_versions_statement,
-                    (
-                        [str(e.originator_id) for e in stored_events],
-                        [e.originator_version for e in stored_events],
-                    ),
-                )
-                taken = curs.fetchall()
-                if taken:
-                    return IntegrityError(
-                        f"event versions already stored: {[tuple(r.values()) for r in taken]}"
-                    )
-        existing = self.select_receipts([(r.account_id, r.command_id) for r in receipts])
-        if existing:
-            return ReceiptConflict(
-                f"{self.receipts_primary_key}: receipts exist for {sorted(existing)}"
-            )
-        return None
-
-    def _insert_events(
-        self,
-        curs: Cursor[DictRow],
-        stored_events: Sequence[StoredEvent],
-        **kwargs: Any,
-    ) -> None:
-        writes = writes_of(kwargs)
-        read_versions = writes.read_versions
-        if read_versions:
-            curs.execute(self.select_versions_statement, (list(read_versions),))
-            stored = {row["originator_id"]: row["version"] for row in curs.fetchall()}
-            stale = sorted(a for a, version in read_versions.items() if stored.get(a) != version)
-            if stale:
-                raise StaleRead(f"accounts written since they were read: {stale[:5]}")
-        positions = writes.kafka_positions
-        for position in positions:
-            curs.execute(
-                self.advance_position_statement,
-                (
-                    position.consumer_group,
-                    position.topic,
-                    position.partition,
-                    position.expected_offset,
-                    position.next_offset,
-                ),
-            )
-        replies = writes.kafka_replies
-        if replies:
-            curs.execute(
-                self.insert_replies_statement,
-                (
-                    [r.consumer_group for r in replies],
-                    [r.topic for r in replies],
-                    [r.partition for r in replies],
-                    [r.offset for r in replies],
-                    [r.reply_topic for r in replies],
-                    [r.key for r in replies],
-                    [r.value for r in replies],
-                    [r.correlation_id for r in replies],
-                ),
-            )
-        receipts = writes.receipts
-        if receipts:
-            traces = writes.command_traces
-            curs.execute(
-                self.insert_receipts_statement,
-                (
-                    [r.account_id for r in receipts],
-                    [r.command_id for r in receipts],
-                    [r.payload_sha256 for r in receipts],
-                    [r.reply_json for r in receipts],
-                    [traces.get((r.account_id, r.command_id)) for r in receipts],
-                ),
-            )
-        super()._insert_events(curs, stored_events, **kwargs)
-
-    def _insert_stored_events(
-        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> None:
-        """As the library's (the table lock, the notification, the insert returning the ids
-        in order), the events sent as parallel binary arrays rather than composite values."""
-        self._lock_table(curs)
-        self._notify_channel(curs)
-        insert_events(curs, self.insert_from_arrays_statement, stored_events)
+        if not stored_events:
+            return None
+        assert len(notification_ids) == len(stored_events), "one notification id an event"
+        return notification_ids
 
     def select_notifications_once(self, start: int, limit: int) -> Sequence[Notification]:
         """`select_notifications` in one attempt, for followers that retry by themselves.
