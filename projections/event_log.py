@@ -87,7 +87,7 @@ class EventLog:
                     event = self.decode_with_mapper(row)
                 if not isinstance(event, Account.Event):
                     raise TypeError(f"{type(event).__name__} is not an account event")
-                logged.append(Logged(row[0], storable_event(event)))
+                logged.append(Logged(row[0], storable_event(event, row[4])))
             except Exception as error:  # anything in a stored row: it must not stop the log
                 logged.append(Logged(row[0], _undecodable(row, error)))
         return logged

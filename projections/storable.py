@@ -37,6 +37,10 @@ MESSAGE_BYTES = 2000
 
 _DIGEST_HEX = 32
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# In an event's JSON: a run of bytes long enough to be a text past the key bound, and a time
+# with a UTC offset other than +00:00 (`"...T09:00:00+05:30"`).
+_LONG_RUN = re.compile(rb'[^"]{%d,}' % KEY_TEXT_BYTES)
+_OTHER_OFFSET = re.compile(rb'[+-](?!00:00")\d\d:\d\d(?::\d\d(?:\.\d+)?)?"')
 _MIN = datetime.min.replace(tzinfo=UTC)
 _MAX = datetime.max.replace(tzinfo=UTC)
 
@@ -67,8 +71,30 @@ def storable_time(value: datetime) -> datetime:
         return _MAX if value.year > 1 else _MIN
 
 
-def storable_event(event: Any) -> Any:
-    """The event with every text and time in it storable; changed in place (a fresh decode)."""
+def plainly_storable(state: bytes) -> bool:
+    """Whether every text and time an event's stored JSON holds is storable as it is.
+
+    So `storable_event` need not walk it (a fifth of a rebuild's time): ASCII with no escape at
+    all (so no NUL, no surrogate), no run of bytes as long as the key bound (so no text longer
+    than either bound), and no time with an offset other than UTC. Conservative: False only
+    means the event is walked.
+    """
+    return (
+        state.isascii()
+        and b"\\" not in state
+        and _LONG_RUN.search(state) is None
+        and _OTHER_OFFSET.search(state) is None
+    )
+
+
+def storable_event(event: Any, state: bytes | None = None) -> Any:
+    """The event with every text and time in it storable; changed in place (a fresh decode).
+
+    `state`: the stored JSON it was decoded from, when known, to skip the walk where
+    `plainly_storable` says it would change nothing.
+    """
+    if state is not None and plainly_storable(state):
+        return event
     fields = vars(event)
     for name, value in fields.items():
         max_bytes = FREE_TEXT_BYTES if name in FREE_TEXT_FIELDS else KEY_TEXT_BYTES
