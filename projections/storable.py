@@ -91,11 +91,15 @@ def storable_event(event: Any, state: bytes | None = None) -> Any:
     """The event with every text and time in it storable; changed in place (a fresh decode).
 
     `state`: the stored JSON it was decoded from, when known, to skip the walk where
-    `plainly_storable` says it would change nothing.
+    `plainly_storable` says it would change nothing. The stream's id is not in that JSON (it
+    comes from its own column): it is made storable either way.
     """
-    if state is not None and plainly_storable(state):
-        return event
     fields = vars(event)
+    if state is not None and plainly_storable(state):
+        originator_id = fields.get("originator_id")
+        if type(originator_id) is str:
+            fields["originator_id"] = storable_text(originator_id)
+        return event
     for name, value in fields.items():
         max_bytes = FREE_TEXT_BYTES if name in FREE_TEXT_FIELDS else KEY_TEXT_BYTES
         stored = _storable(value, max_bytes)
