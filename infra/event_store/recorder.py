@@ -17,7 +17,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import retry as es_retry
 from psycopg.rows import DictRow
-from psycopg.sql import SQL, Identifier, Literal
+from psycopg.sql import SQL, Composed, Identifier, Literal
 
 from infra.event_store.batch_function import (
     STALE_READ,
@@ -237,41 +237,42 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
     ) -> dict[str, list[StoredEvent]]:
         """For each id: its latest snapshot (if any) then the events after it, in order.
 
-        One round trip per table for a whole batch of accounts, instead of two queries per
-        account: what a freshly started ledger spends most of its time on otherwise.
+        One statement for a whole batch of accounts (a round trip, not two queries per account:
+        what a freshly started ledger spends most of its time on otherwise).
         """
         if not originator_ids:
             return {}
         streams: dict[str, list[StoredEvent]] = {}
-        after_version = dict.fromkeys(originator_ids, 0)
-        schema = Identifier(self.datastore.schema)
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            if snapshots_table_name is not None:
-                curs.execute(
-                    SQL(
-                        "SELECT DISTINCT ON (originator_id) originator_id, originator_version, "
-                        "topic, state FROM {schema}.{table} WHERE originator_id = ANY(%s) "
-                        "ORDER BY originator_id, originator_version DESC"
-                    ).format(schema=schema, table=Identifier(snapshots_table_name)),
-                    (list(originator_ids),),
-                )
-                for row in curs.fetchall():
-                    streams[row["originator_id"]] = [_stored_event(row)]
-                    after_version[row["originator_id"]] = row["originator_version"]
             curs.execute(
-                SQL(
-                    "SELECT e.originator_id, e.originator_version, e.topic, e.state "
-                    "FROM {schema}.{table} e "
-                    "JOIN unnest(%s::text[], %s::bigint[]) AS k(originator_id, after_version) "
-                    "ON e.originator_id = k.originator_id "
-                    "AND e.originator_version > k.after_version "
-                    "ORDER BY e.originator_id, e.originator_version"
-                ).format(schema=schema, table=Identifier(self.events_table_name)),
-                (list(after_version), list(after_version.values())),
+                self._streams_statement(snapshots_table_name), {"ids": list(originator_ids)}
             )
             for row in curs.fetchall():
                 streams.setdefault(row["originator_id"], []).append(_stored_event(row))
         return streams
+
+    def _streams_statement(self, snapshots_table_name: str | None) -> Composed:
+        schema = Identifier(self.datastore.schema)
+        events = Identifier(self.datastore.schema, self.events_table_name)
+        if snapshots_table_name is None:
+            return SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {events} "
+                "WHERE originator_id = ANY(%(ids)s) ORDER BY originator_id, originator_version"
+            ).format(events=events)
+        # Each stream's snapshot row comes first (ordered by `snapshot`), then its events.
+        return SQL(
+            "WITH latest AS ("
+            "SELECT DISTINCT ON (originator_id) originator_id, originator_version, topic, state "
+            "FROM {schema}.{snapshots} WHERE originator_id = ANY(%(ids)s) "
+            "ORDER BY originator_id, originator_version DESC) "
+            "SELECT originator_id, originator_version, topic, state, 0 AS snapshot FROM latest "
+            "UNION ALL "
+            "SELECT e.originator_id, e.originator_version, e.topic, e.state, 1 FROM {events} e "
+            "LEFT JOIN latest l USING (originator_id) "
+            "WHERE e.originator_id = ANY(%(ids)s) "
+            "AND e.originator_version > coalesce(l.originator_version, 0) "
+            "ORDER BY originator_id, snapshot, originator_version"
+        ).format(schema=schema, snapshots=Identifier(snapshots_table_name), events=events)
 
 
 def _stored_event(row: DictRow) -> StoredEvent:

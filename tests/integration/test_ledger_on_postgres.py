@@ -322,3 +322,35 @@ def test_a_batch_is_snapshotted_from_memory_at_the_version_it_saved(
     finally:
         reader_app.close()
         writer_app.close()
+
+
+def test_the_bulk_load_folds_the_latest_snapshot_then_the_events_after_it(
+    settings: Settings, pg_database: str
+) -> None:
+    """The ledger's cold load reads snapshots and events in one statement: each stream's
+    latest snapshot must come first, then only the events after it, in order."""
+    account_id = f"bulk-{uuid.uuid4().hex[:8]}"
+    writer_app = _app(settings, LEDGER_SNAPSHOT_INTERVAL="4", AGGREGATE_CACHE_FASTFORWARD="n")
+    writer = LedgerService(
+        writer_app, DEMO, SettableClock(datetime(2024, 1, 31, 10, tzinfo=UTC), step=STEP)
+    )
+    history = iter(_busy_history(account_id))
+    assert writer.handle(next(history)).status == "accepted"
+    snapshots = writer_app.snapshots
+    assert snapshots is not None
+    in_memory: Account = writer_app.repository.get(account_id)
+    # Commands one at a time until the stream has a snapshot and events after it.
+    while True:
+        latest = list(snapshots.get(account_id, desc=True, limit=1))
+        in_memory = writer_app.repository.get(account_id)
+        if latest and in_memory.version > latest[0].originator_version:
+            break
+        assert writer.handle(next(history)).status == "accepted"
+    bulk_app = _app(settings, LEDGER_SNAPSHOT_INTERVAL="4", AGGREGATE_CACHE_FASTFORWARD="n")
+    try:
+        loaded = bulk_app.accounts([account_id, "no-such-account"])
+        assert list(loaded) == [account_id]
+        assert _state(loaded[account_id]) == _state(in_memory)
+    finally:
+        bulk_app.close()
+        writer_app.close()
