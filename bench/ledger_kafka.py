@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,8 @@ class Replies:
         self.settings = settings
         self.topic = topic or settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
+        # Replies per correlation id: a phase that checks "exactly one each" reads it.
+        self.counts: Counter[str] = Counter()
         self.statuses: dict[str, int] = {}
         self._consumer = kafka_consumer(settings, client_id="credits-bench", group_id=None)
         self._task: asyncio.Task[None] | None = None
@@ -97,6 +100,7 @@ class Replies:
                 for record in records:
                     correlation_id = dict(record.headers).get("correlation_id", b"").decode()
                     self.received_at.setdefault(correlation_id, now)
+                    self.counts[correlation_id] += 1
                     status = json.loads(record.value or b"{}").get("status", "?")
                     self.statuses[status] = self.statuses.get(status, 0) + 1
 
@@ -163,18 +167,47 @@ def zipf_accounts(count: int, seed: int) -> list[str]:
     return [f"acct-{n}" for n in picks]
 
 
-def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CREDITS_PG_DATABASE": settings.pg_database,
-        "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
-        "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
-        "CREDITS_LOG_LEVEL": "WARNING",
-        "CREDITS_OPS_PORT": str(free_port()),
-    }
+# The ledger of the phases with one ledger; a second ledger joins under another id
+# (bench/two_ledgers.py). Explicit, so no run depends on the host's name (the default).
+FIRST_LEDGER_INSTANCE_ID = "bench-ledger-1"
+STOP_TIMEOUT_SECONDS = 60
+
+
+def start_runnable(
+    settings: Settings, runnable: str, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """`credits run RUNNABLE` as a process of its own on the bench's database and topics."""
     return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "run", "ledger"], env=env, cwd=PROJECT_DIR
+        [sys.executable, "-m", "services.cli", "run", runnable],
+        env={
+            **os.environ,
+            "CREDITS_PG_DATABASE": settings.pg_database,
+            "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
+            "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
+            "CREDITS_LOG_LEVEL": "WARNING",
+            # Each process serves its own ops port: several run side by side.
+            "CREDITS_OPS_PORT": str(free_port()),
+            **(env or {}),
+        },
+        cwd=PROJECT_DIR,
     )
+
+
+def start_ledger(settings: Settings, instance_id: str) -> subprocess.Popen[bytes]:
+    return start_runnable(settings, "ledger", {"CREDITS_LEDGER_INSTANCE_ID": instance_id})
+
+
+def stop_runnable(process: subprocess.Popen[bytes], name: str) -> None:
+    """SIGTERM, then its exit: a process that does not exit 0 fails the benchmark."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=STOP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        raise RuntimeError(f"{name} did not exit within {STOP_TIMEOUT_SECONDS} s") from None
+    if code != 0:
+        raise RuntimeError(f"{name} exited {code}")
 
 
 def _meter(settings: Settings, ledger_pid: int) -> CpuMeter:
@@ -207,7 +240,7 @@ def _cpu_rows(phase: str, used_seconds: dict[str, float], commands: int) -> list
 
 async def ledger_rows(settings: Settings) -> list[BenchRow]:
     await asyncio.to_thread(open_accounts, settings)
-    ledger = _start_ledger(settings)
+    ledger = start_ledger(settings, FIRST_LEDGER_INSTANCE_ID)
     meter = _meter(settings, ledger.pid)
     # As a producer service using our client would send (services/client).
     producer = acknowledged_producer(settings, "credits-bench")
@@ -242,8 +275,7 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
     finally:
         await replies.stop()
         await producer.stop()
-        ledger.send_signal(signal.SIGTERM)
-        ledger.wait(timeout=60)
+        stop_runnable(ledger, "ledger")
     accepted = replies.statuses.get("accepted", 0)
     total = sum(replies.statuses.values())
     return [
