@@ -16,10 +16,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.proc_cpu import CpuMeter, kafka_broker_pids, peak_rss_bytes, postgres_backend_pids
 from bench.rows import BenchRow, percentile
@@ -171,13 +174,66 @@ def zipf_accounts(count: int, seed: int) -> list[str]:
 # (bench/two_ledgers.py). Explicit, so no run depends on the host's name (the default).
 FIRST_LEDGER_INSTANCE_ID = "bench-ledger-1"
 STOP_TIMEOUT_SECONDS = 60
+METRICS_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Started:
+    """A `credits run` process the benchmark started, and the ops port it serves."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ops_port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def batches(self) -> Batches:
+        """How many batches (one transaction each) this ledger has applied, and their records:
+        its `credits_ledger_batch_records` histogram."""
+        async with httpx.AsyncClient(timeout=METRICS_TIMEOUT_SECONDS) as client:
+            response = await client.get(f"http://127.0.0.1:{self.ops_port}/metrics")
+        response.raise_for_status()
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+        return Batches(
+            int(samples.get("credits_ledger_batch_records_count", 0)),
+            int(samples.get("credits_ledger_batch_records_sum", 0)),
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then its exit: a process that does not exit 0 fails the benchmark."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            raise RuntimeError(f"{self.name} did not exit in {STOP_TIMEOUT_SECONDS} s") from None
+        if code != 0:
+            raise RuntimeError(f"{self.name} exited {code}")
+
+
+@dataclass(frozen=True)
+class Batches:
+    count: int
+    records: int
+
+    def mean_since(self, before: Batches) -> float:
+        """Records per batch between two readings."""
+        return (self.records - before.records) / max(self.count - before.count, 1)
 
 
 def start_runnable(
-    settings: Settings, runnable: str, env: dict[str, str] | None = None
-) -> subprocess.Popen[bytes]:
+    settings: Settings, runnable: str, name: str, env: dict[str, str] | None = None
+) -> Started:
     """`credits run RUNNABLE` as a process of its own on the bench's database and topics."""
-    return subprocess.Popen(
+    ops_port = free_port()
+    process = subprocess.Popen(
         [sys.executable, "-m", "services.cli", "run", runnable],
         env={
             **os.environ,
@@ -186,28 +242,18 @@ def start_runnable(
             "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
             "CREDITS_LOG_LEVEL": "WARNING",
             # Each process serves its own ops port: several run side by side.
-            "CREDITS_OPS_PORT": str(free_port()),
+            "CREDITS_OPS_PORT": str(ops_port),
             **(env or {}),
         },
         cwd=PROJECT_DIR,
     )
+    return Started(name, process, ops_port)
 
 
-def start_ledger(settings: Settings, instance_id: str) -> subprocess.Popen[bytes]:
-    return start_runnable(settings, "ledger", {"CREDITS_LEDGER_INSTANCE_ID": instance_id})
-
-
-def stop_runnable(process: subprocess.Popen[bytes], name: str) -> None:
-    """SIGTERM, then its exit: a process that does not exit 0 fails the benchmark."""
-    process.send_signal(signal.SIGTERM)
-    try:
-        code = process.wait(timeout=STOP_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=STOP_TIMEOUT_SECONDS)
-        raise RuntimeError(f"{name} did not exit within {STOP_TIMEOUT_SECONDS} s") from None
-    if code != 0:
-        raise RuntimeError(f"{name} exited {code}")
+def start_ledger(settings: Settings, instance_id: str) -> Started:
+    return start_runnable(
+        settings, "ledger", f"ledger {instance_id}", {"CREDITS_LEDGER_INSTANCE_ID": instance_id}
+    )
 
 
 def _meter(settings: Settings, ledger_pid: int) -> CpuMeter:
@@ -251,11 +297,13 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         await replies.start()
         # Warm-up: the ledger has joined its group and answers.
         await flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        batches_before = await ledger.batches()
         meter.start()
         zipf = await flood(
             producer, replies, topic, zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
         )
         zipf_cpu = meter.stop()
+        zipf_batch_records = (await ledger.batches()).mean_since(batches_before)
         meter.start()
         hot = await flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
         hot_cpu = meter.stop()
@@ -275,7 +323,7 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
     finally:
         await replies.stop()
         await producer.stop()
-        stop_runnable(ledger, "ledger")
+        ledger.stop()
     accepted = replies.statuses.get("accepted", 0)
     total = sum(replies.statuses.values())
     return [
@@ -283,7 +331,8 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
             f"end to end: consume, {ACCOUNTS:,} accounts, Zipf({ZIPF_EXPONENT})",
             zipf,
             "commands/s",
-            f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process",
+            f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process; "
+            f"{zipf_batch_records:.0f} records per batch (one transaction each)",
             "≥ 7,000",
         ),
         *_cpu_rows("Zipf flood", zipf_cpu, THROUGHPUT_COMMANDS),

@@ -29,7 +29,6 @@ from bench.ledger_kafka import (
     flood,
     start_ledger,
     start_runnable,
-    stop_runnable,
     zipf_accounts,
 )
 from bench.proc_cpu import CpuMeter
@@ -140,7 +139,7 @@ async def projection_lag_rows(settings: Settings) -> list[BenchRow]:
     events_table = await asyncio.to_thread(_events_table, settings)
     names = list(build_projections(load_catalog(CATALOG_PATH)))
     ledger = start_ledger(settings, FIRST_LEDGER_INSTANCE_ID)
-    projector = start_runnable(settings, "projector")
+    projector = start_runnable(settings, "projector", "projector")
     meter = CpuMeter({"projector": lambda: [projector.pid], "ledger": lambda: [ledger.pid]})
     producer = acknowledged_producer(settings, "credits-bench")
     replies = Replies(settings)
@@ -171,8 +170,8 @@ async def projection_lag_rows(settings: Settings) -> list[BenchRow]:
         await conn.close()
         await replies.stop()
         await producer.stop()
-        stop_runnable(projector, "projector")
-        stop_runnable(ledger, "ledger")
+        projector.stop()
+        ledger.stop()
     lags = sorted(sampler.lags_ms)
     return [
         BenchRow(

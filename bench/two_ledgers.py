@@ -23,9 +23,9 @@ from bench.ledger_kafka import (
     THROUGHPUT_COMMANDS,
     ZIPF_EXPONENT,
     Replies,
+    Started,
     flood,
     start_ledger,
-    stop_runnable,
     zipf_accounts,
 )
 from bench.proc_cpu import CpuMeter
@@ -87,18 +87,16 @@ def _probe_accounts(partitions: int) -> list[str]:
     raise AssertionError("no opened account for every partition")
 
 
+def _pid_of(started: Started) -> Callable[[], list[int]]:
+    return lambda: [started.pid]
+
+
 async def two_ledger_rows(settings: Settings) -> list[BenchRow]:
-    first = start_ledger(settings, FIRST_LEDGER_INSTANCE_ID)
-    second = start_ledger(settings, SECOND_LEDGER_INSTANCE_ID)
-    pids: dict[str, Callable[[], list[int]]] = {
-        FIRST_LEDGER_INSTANCE_ID: lambda: [first.pid],
-        SECOND_LEDGER_INSTANCE_ID: lambda: [second.pid],
-    }
-    meter = CpuMeter(pids)
+    ledgers = [start_ledger(settings, i) for i in INSTANCE_IDS]
+    meter = CpuMeter({i: _pid_of(ledger) for i, ledger in zip(INSTANCE_IDS, ledgers, strict=True)})
     producer = acknowledged_producer(settings, "credits-bench")
     replies = Replies(settings)
     topic = settings.topic(Topic.COMMANDS)
-    stopped = False
     try:
         await producer.start()
         await replies.start()
@@ -107,22 +105,22 @@ async def two_ledger_rows(settings: Settings) -> list[BenchRow]:
         await flood(producer, replies, topic, probes, "pair-probe")
         if await group_split(settings) != split:
             raise RuntimeError("the group rebalanced while it was probed: not settled")
+        before = [await ledger.batches() for ledger in ledgers]
         meter.start()
         accounts = zipf_accounts(THROUGHPUT_COMMANDS, seed=4)
         rate = await flood(producer, replies, topic, accounts, "pair")
         used = meter.stop()
+        after = [await ledger.batches() for ledger in ledgers]
         split_after = await group_split(settings)
-        stopped = True
-        stop_runnable(second, "second ledger")
-        stop_runnable(first, "first ledger")
+        for ledger in reversed(ledgers):
+            ledger.stop()
         await asyncio.sleep(LATE_REPLY_SECONDS)
     finally:
         await replies.stop()
         await producer.stop()
-        if not stopped:
-            for process in (second, first):
-                if process.poll() is None:
-                    stop_runnable(process, "ledger")
+        for ledger in reversed(ledgers):
+            if ledger.process.poll() is None:
+                ledger.stop()
     ids = [f"pair-{n}" for n in range(THROUGHPUT_COMMANDS)]
     once = sum(replies.counts[c] == 1 for c in ids)
     if once != len(ids):
@@ -137,8 +135,9 @@ async def two_ledger_rows(settings: Settings) -> list[BenchRow]:
     handled = {i: sum(partition_of[a] in split[i] for a in accounts) for i in INSTANCE_IDS}
     shares = "; ".join(
         f"{i}: partitions {','.join(map(str, split[i]))}, {handled[i]:,} commands, "
-        f"{used[i] * 1e6 / max(handled[i], 1):.0f} µs CPU per command it applied"
-        for i in INSTANCE_IDS
+        f"{used[i] * 1e6 / max(handled[i], 1):.0f} µs CPU per command it applied, "
+        f"{after[n].mean_since(before[n]):.0f} records per batch"
+        for n, i in enumerate(INSTANCE_IDS)
     )
     return [
         BenchRow(
