@@ -15,10 +15,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from aiokafka import AIOKafkaProducer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from bench.proc_cpu import CpuMeter, kafka_broker_pids, peak_rss_bytes, postgres_backend_pids
 from bench.rows import BenchRow, percentile
@@ -77,6 +81,8 @@ class Replies:
         self.settings = settings
         self.topic = topic or settings.topic(Topic.REPLIES)
         self.received_at: dict[str, float] = {}
+        # Replies per correlation id: a phase that checks "exactly one each" reads it.
+        self.counts: Counter[str] = Counter()
         self.statuses: dict[str, int] = {}
         self._consumer = kafka_consumer(settings, client_id="credits-bench", group_id=None)
         self._task: asyncio.Task[None] | None = None
@@ -97,6 +103,7 @@ class Replies:
                 for record in records:
                     correlation_id = dict(record.headers).get("correlation_id", b"").decode()
                     self.received_at.setdefault(correlation_id, now)
+                    self.counts[correlation_id] += 1
                     status = json.loads(record.value or b"{}").get("status", "?")
                     self.statuses[status] = self.statuses.get(status, 0) + 1
 
@@ -163,17 +170,89 @@ def zipf_accounts(count: int, seed: int) -> list[str]:
     return [f"acct-{n}" for n in picks]
 
 
-def _start_ledger(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "CREDITS_PG_DATABASE": settings.pg_database,
-        "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
-        "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
-        "CREDITS_LOG_LEVEL": "WARNING",
-        "CREDITS_OPS_PORT": str(free_port()),
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "run", "ledger"], env=env, cwd=PROJECT_DIR
+# The ledger of the phases with one ledger; a second ledger joins under another id
+# (bench/two_ledgers.py). Explicit, so no run depends on the host's name (the default).
+FIRST_LEDGER_INSTANCE_ID = "bench-ledger-1"
+STOP_TIMEOUT_SECONDS = 60
+METRICS_TIMEOUT_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Started:
+    """A `credits run` process the benchmark started, and the ops port it serves."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    ops_port: int
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def batches(self) -> Batches:
+        """How many batches (one transaction each) this ledger has applied, and their records:
+        its `credits_ledger_batch_records` histogram."""
+        async with httpx.AsyncClient(timeout=METRICS_TIMEOUT_SECONDS) as client:
+            response = await client.get(f"http://127.0.0.1:{self.ops_port}/metrics")
+        response.raise_for_status()
+        samples = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples
+        }
+        return Batches(
+            int(samples.get("credits_ledger_batch_records_count", 0)),
+            int(samples.get("credits_ledger_batch_records_sum", 0)),
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, then its exit: a process that does not exit 0 fails the benchmark."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=STOP_TIMEOUT_SECONDS)
+            raise RuntimeError(f"{self.name} did not exit in {STOP_TIMEOUT_SECONDS} s") from None
+        if code != 0:
+            raise RuntimeError(f"{self.name} exited {code}")
+
+
+@dataclass(frozen=True)
+class Batches:
+    count: int
+    records: int
+
+    def mean_since(self, before: Batches) -> float:
+        """Records per batch between two readings."""
+        return (self.records - before.records) / max(self.count - before.count, 1)
+
+
+def start_runnable(
+    settings: Settings, runnable: str, name: str, env: dict[str, str] | None = None
+) -> Started:
+    """`credits run RUNNABLE` as a process of its own on the bench's database and topics."""
+    ops_port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "run", runnable],
+        env={
+            **os.environ,
+            "CREDITS_PG_DATABASE": settings.pg_database,
+            "CREDITS_TOPIC_PREFIX": settings.topic_prefix,
+            "CREDITS_CATALOG_PATH": str(CATALOG_PATH),
+            "CREDITS_LOG_LEVEL": "WARNING",
+            # Each process serves its own ops port: several run side by side.
+            "CREDITS_OPS_PORT": str(ops_port),
+            **(env or {}),
+        },
+        cwd=PROJECT_DIR,
+    )
+    return Started(name, process, ops_port)
+
+
+def start_ledger(settings: Settings, instance_id: str) -> Started:
+    return start_runnable(
+        settings, "ledger", f"ledger {instance_id}", {"CREDITS_LEDGER_INSTANCE_ID": instance_id}
     )
 
 
@@ -207,7 +286,7 @@ def _cpu_rows(phase: str, used_seconds: dict[str, float], commands: int) -> list
 
 async def ledger_rows(settings: Settings) -> list[BenchRow]:
     await asyncio.to_thread(open_accounts, settings)
-    ledger = _start_ledger(settings)
+    ledger = start_ledger(settings, FIRST_LEDGER_INSTANCE_ID)
     meter = _meter(settings, ledger.pid)
     # As a producer service using our client would send (services/client).
     producer = acknowledged_producer(settings, "credits-bench")
@@ -218,11 +297,13 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
         await replies.start()
         # Warm-up: the ledger has joined its group and answers.
         await flood(producer, replies, topic, ["acct-0"] * 10, "warm")
+        batches_before = await ledger.batches()
         meter.start()
         zipf = await flood(
             producer, replies, topic, zipf_accounts(THROUGHPUT_COMMANDS, seed=1), "zipf"
         )
         zipf_cpu = meter.stop()
+        zipf_batch_records = (await ledger.batches()).mean_since(batches_before)
         meter.start()
         hot = await flood(producer, replies, topic, ["hot"] * HOT_ACCOUNT_COMMANDS, "hot")
         hot_cpu = meter.stop()
@@ -242,8 +323,7 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
     finally:
         await replies.stop()
         await producer.stop()
-        ledger.send_signal(signal.SIGTERM)
-        ledger.wait(timeout=60)
+        ledger.stop()
     accepted = replies.statuses.get("accepted", 0)
     total = sum(replies.statuses.values())
     return [
@@ -251,7 +331,8 @@ async def ledger_rows(settings: Settings) -> list[BenchRow]:
             f"end to end: consume, {ACCOUNTS:,} accounts, Zipf({ZIPF_EXPONENT})",
             zipf,
             "commands/s",
-            f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process",
+            f"{THROUGHPUT_COMMANDS:,} commands through Kafka, ledger in its own process; "
+            f"{zipf_batch_records:.0f} records per batch (one transaction each)",
             "≥ 7,000",
         ),
         *_cpu_rows("Zipf flood", zipf_cpu, THROUGHPUT_COMMANDS),
