@@ -149,5 +149,9 @@ async def run(settings: Settings) -> list[BenchRow]:
 
 
 if __name__ == "__main__":
-    for row in asyncio.run(run(Settings().model_copy(update={"pg_database": "credits_bench"}))):
+    # Alone, on the same database as `python -m bench` (CREDITS_BENCH_DATABASE), which it
+    # expects empty: `python -m bench --only rebuild` drops and makes it first.
+    from bench.__main__ import BENCH_DATABASE
+
+    for row in asyncio.run(run(Settings().model_copy(update={"pg_database": BENCH_DATABASE}))):
         print(row)
