@@ -11,8 +11,8 @@ import eventsourcing.postgres as es_postgres
 from eventsourcing.persistence import AggregateRecorder, ApplicationRecorder, ProcessRecorder
 from psycopg.sql import SQL
 
-from infra.event_store.array_inserts import SnapshotRecorder
 from infra.event_store.recorder import CreditsPostgresRecorder
+from infra.event_store.snapshot_recorder import SnapshotRecorder
 from infra.schema_lock import EVENT_STORE_LOCK_KEY
 
 # A run count no statement reaches: psycopg never prepares by count (see the factory).
