@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 import uuid
 
-import psycopg
-from psycopg import sql
-
+from bench.database import BENCH_DATABASE, recreate_database
 from bench.kafka_roundtrip import roundtrip_rows
 from bench.ledger_kafka import ledger_rows
 from bench.payments_webhook import payment_rows
@@ -26,38 +23,7 @@ from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow, meets, write_json
 from bench.two_ledgers import two_ledger_rows
 from infra.kafka_topics import create_topics, delete_topics
-from infra.retry import Backoff, retry
 from infra.settings import PROJECT_DIR, Settings
-
-# Dropped and made again by every run: two checkouts benchmarking at once each need their own
-# (README, settings).
-BENCH_DATABASE = os.environ.get("CREDITS_BENCH_DATABASE", "credits_benchmark")
-
-
-async def _recreate_database(settings: Settings) -> None:
-    """An empty benchmark database, with nothing of the benchmark before it left to write.
-
-    pgbench's burst of writes, flushed by the kernel under the ledger's commits, added ~20 ms
-    to its p99: each benchmark starts once earlier writes are on disk (`os.sync`).
-    """
-    name = sql.Identifier(BENCH_DATABASE)
-    # An autovacuum worker on the last run's tables makes a forced drop fail for a few seconds:
-    # the role may not end a superuser's process.
-    await retry(
-        lambda: asyncio.to_thread(
-            _execute, settings, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-        ),
-        doing=f"drop database {BENCH_DATABASE}",
-        retry_on=(psycopg.errors.InsufficientPrivilege, psycopg.errors.ObjectInUse),
-        backoff=Backoff(first_seconds=0.2, max_seconds=2.0, max_attempts=30),
-    )
-    _execute(settings, sql.SQL("CREATE DATABASE {}").format(name))
-    os.sync()
-
-
-def _execute(settings: Settings, statement: sql.Composed) -> None:
-    with psycopg.connect(settings.pg_dsn(), autocommit=True) as conn:
-        conn.execute(statement)
 
 
 def _print_table(rows: list[BenchRow]) -> None:
@@ -88,12 +54,12 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     )
     rows: list[BenchRow] = []
     if "pgbench" in phases:
-        await _recreate_database(base)
+        await recreate_database(base)
         rows += await asyncio.to_thread(pgbench_rows, settings)
     if "kafka" in phases:
         rows += await roundtrip_rows(settings)
     if "ledger" in phases:
-        await _recreate_database(base)
+        await recreate_database(base)
         await create_topics(settings)
         try:
             rows += await ledger_rows(settings)
@@ -104,17 +70,17 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
         finally:
             await delete_topics(settings, settings.all_topics())
     if "payments" in phases:
-        await _recreate_database(base)
+        await recreate_database(base)
         await create_topics(settings)
         try:
             rows += await payment_rows(settings)
         finally:
             await delete_topics(settings, settings.all_topics())
     if "portal" in phases:
-        await _recreate_database(base)
+        await recreate_database(base)
         rows += await portal_rows(settings)
     if "rebuild" in phases:
-        await _recreate_database(base)
+        await recreate_database(base)
         rows += await rebuild_rows(settings)
     return rows
 

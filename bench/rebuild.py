@@ -16,6 +16,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from bench.database import BENCH_DATABASE
 from bench.rows import BenchRow
 from domain.catalog import load_catalog
 from infra.event_store.env import event_store_env
@@ -151,7 +152,5 @@ async def run(settings: Settings) -> list[BenchRow]:
 if __name__ == "__main__":
     # Alone, on the same database as `python -m bench` (CREDITS_BENCH_DATABASE), which it
     # expects empty: `python -m bench --only rebuild` drops and makes it first.
-    from bench.__main__ import BENCH_DATABASE
-
     for row in asyncio.run(run(Settings().model_copy(update={"pg_database": BENCH_DATABASE}))):
         print(row)
