@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.integration import cloud_event_type, event_data
@@ -15,6 +15,8 @@ from projections.store import TRACKING, skipped_counts
 
 # `credits account show` prints at most this many of the newest events.
 MAX_SHOWN_EVENTS = 1000
+# As the HTTP read's `resources`: a bound on what one account's report lists.
+MAX_SHOWN_RESOURCES = 500
 
 
 @dataclass(frozen=True)
@@ -50,7 +52,8 @@ async def status(read_side: ReadSide) -> tuple[int, list[Status]]:
 
 
 async def account_report(read_side: ReadSide, account_id: str, events: int) -> dict[str, Any]:
-    """The newest `events` of the stream, and the read models' account, balances, lots, holds."""
+    """The newest `events` of the stream, and the read models' account, balances, lots, holds
+    and resources."""
     limit = max(1, min(events, MAX_SHOWN_EVENTS))
     async with read_side.pool.acquire() as conn:
         rows = await conn.fetch(
@@ -66,6 +69,10 @@ async def account_report(read_side: ReadSide, account_id: str, events: int) -> d
             "balances": await queries.balances(conn, account_id),
             "lots": await queries.lots(conn, account_id),
             "holds": await queries.holds(conn, account_id),
+            # The account's own limits, and what each resource used on today's UTC day.
+            "resources": await queries.resources(
+                conn, account_id, datetime.now(UTC).date(), MAX_SHOWN_RESOURCES
+            ),
             "stream": stream,
         }
 

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.catalog import Catalog
+from projections.ops import account_report
 from projections.read_side import ReadSide
 from projections.reconcile import compare_account, outstanding_mismatches
 from tests.kit.ledger import Ledger
@@ -232,6 +233,9 @@ async def test_spendable_and_resource_limits_in_the_read_models_equal_the_fold(
         )
     assert (credits["available"], credits["spendable"]) == (1010, 10)
     assert [tuple(r) for r in limits] == [("qr-1", 2)]
+    # `credits account show` lists them too.
+    report = await account_report(read_side, account, events=5)
+    assert [(r["resource"], r["daily_limit"]) for r in report["resources"]] == [("qr-1", 2)]
 
     pg_ledger.ok("change_plan", account, plan="starter")
     await check(read_side, pg_ledger, [account])
