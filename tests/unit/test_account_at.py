@@ -30,8 +30,8 @@ from projections.account_at import (
     parse_as_of,
 )
 from tests.kit.clock import START, SettableClock
+from tests.kit.command_scripts import PLANS, STEPS, play
 from tests.kit.ledger import Ledger
-from tests.projections.test_read_models_equal_the_fold import PLANS, STEPS, _fields
 
 ACCOUNT = "acct"
 MY_STEPS = (*STEPS, "grant_expiring", "expire")
@@ -40,37 +40,24 @@ steps = st.lists(
 )
 
 
+def _expiring(ledger: Ledger, step: str, n: int) -> dict[str, Any] | None:
+    """This test's own steps: a grant that expires soon, and the expiry."""
+    if step == "grant_expiring":
+        expires_at = ledger.clock.now() + timedelta(minutes=1 + n % 300)
+        return {
+            "type": "grant",
+            "credit_type": "credits",
+            "amount": 1 + n,
+            "source": "promotional",
+            "expires_at": expires_at.isoformat(),
+        }
+    if step == "expire":
+        return {"type": "expire"}
+    return None
+
+
 def drive(ledger: Ledger, script: list[tuple[str, int]]) -> None:
-    holds: list[tuple[str, str]] = []
-    payments: list[tuple[str, str]] = []
-    for index, (step, n) in enumerate(script):
-        if step == "advance_hours":
-            ledger.clock.advance(hours=1 + n % 30)
-            continue
-        if step == "advance_days":
-            ledger.clock.advance(days=1 + n % 40)
-            continue
-        if step == "grant_expiring":
-            expires_at = ledger.clock.now() + timedelta(minutes=1 + n % 300)
-            fields: dict[str, Any] | None = {
-                "type": "grant",
-                "credit_type": "credits",
-                "amount": 1 + n,
-                "source": "promotional",
-                "expires_at": expires_at.isoformat(),
-            }
-        elif step == "expire":
-            fields = {"type": "expire"}
-        else:
-            fields = _fields(step, n, index, ACCOUNT, holds, payments)
-        if fields is None:
-            continue
-        command_type = fields.pop("type")
-        reply = ledger.send(command_type, ACCOUNT, **fields)
-        if reply.status == "accepted" and command_type == "reserve":
-            holds.append((ACCOUNT, fields["hold_id"]))
-        if reply.status == "accepted" and command_type == "purchase":
-            payments.append((ACCOUNT, fields["payment_reference"]))
+    play(ledger, script, lambda n: ACCOUNT, _expiring)
 
 
 def read_at(ledger: Ledger, at: datetime) -> FoldAt:
