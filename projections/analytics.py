@@ -38,17 +38,13 @@ from projections.tables import (
 
 DAY = not_null("date")
 
+# Revenue is counted by what was sold (source, pack, currency), in all and per day.
+_SOLD = (("source", TEXT), ("pack", TEXT), ("currency", TEXT))
+_TAKINGS = (("purchases", BIGINT), ("amount_cents", EXACT_INT), ("credits", EXACT_INT))
 REVENUE = Table(
     "rm_analytics_revenue",
     "counter",
-    (
-        ("source", TEXT),
-        ("pack", TEXT),
-        ("currency", TEXT),
-        ("purchases", BIGINT),
-        ("amount_cents", EXACT_INT),
-        ("credits", EXACT_INT),
-    ),
+    (*_SOLD, *_TAKINGS),
     key=("source", "pack", "currency"),
     sums=("purchases", "amount_cents", "credits"),
 )
@@ -79,15 +75,7 @@ ANALYTICS_ACCOUNTS = Table(
 REVENUE_DAILY = Table(
     "rm_analytics_revenue_daily",
     "counter",
-    (
-        ("day", DAY),
-        ("source", TEXT),
-        ("pack", TEXT),
-        ("currency", TEXT),
-        ("purchases", BIGINT),
-        ("amount_cents", EXACT_INT),
-        ("credits", EXACT_INT),
-    ),
+    (("day", DAY), *_SOLD, *_TAKINGS),
     key=("day", "source", "pack", "currency"),
     sums=("purchases", "amount_cents", "credits"),
 )
