@@ -117,6 +117,7 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
         self.save_batch_statement = save_batch_statement(self.datastore, save_batch)
         # Rendered once, with the first connection (psycopg would compose it on every call).
         self._save_batch_query: bytes | None = None
+        self._streams_statements: dict[str | None, bytes] = {}
 
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -244,9 +245,12 @@ class CreditsPostgresRecorder(KafkaTables, FollowerTables, es_postgres.PostgresP
             return {}
         streams: dict[str, list[StoredEvent]] = {}
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(
-                self._streams_statement(snapshots_table_name), {"ids": list(originator_ids)}
-            )
+            statement = self._streams_statements.get(snapshots_table_name)
+            if statement is None:
+                # Composed once per snapshots table: psycopg would compose it on every load.
+                statement = self._streams_statement(snapshots_table_name).as_bytes(conn)
+                self._streams_statements[snapshots_table_name] = statement
+            curs.execute(statement, {"ids": list(originator_ids)})
             for row in curs.fetchall():
                 streams.setdefault(row["originator_id"], []).append(_stored_event(row))
         return streams
