@@ -60,7 +60,7 @@ POSITION_CONFLICT = "kafka position conflict"
 
 
 class KafkaTables(es_postgres.PostgresRecorder):
-    """The recorder's part that creates and reads the Kafka tables (`recorder.py` writes them
+    """The recorder's part that creates and reads the Kafka tables (`batch_function.py` writes them
     in the transaction of a save)."""
 
     def _create_kafka_tables(self, prefix: str) -> None:
@@ -84,9 +84,10 @@ class KafkaTables(es_postgres.PostgresRecorder):
                 "PRIMARY KEY (consumer_group, topic, partition, record_offset))"
             ).format(replies=replies)
         )
-        # Compare-and-set in the database, so the check and the write are one statement of the
-        # transaction that applies the batch. The error's SQLSTATE is unique_violation so that
-        # the library maps it to IntegrityError; insert_events turns it into a position conflict.
+        # Compare-and-set in the database, called by the save function (batch_function.py) in
+        # the transaction that applies the batch. The error's SQLSTATE is unique_violation so
+        # that the library maps it to IntegrityError; insert_events turns it into a position
+        # conflict.
         self.sql_create_statements.append(
             SQL(
                 "CREATE OR REPLACE FUNCTION {advance}("
@@ -115,24 +116,10 @@ class KafkaTables(es_postgres.PostgresRecorder):
                 conflict=SQL(POSITION_CONFLICT),
             )
         )
-        self.advance_position_statement = SQL("SELECT {advance}(%s, %s, %s, %s, %s)").format(
-            advance=advance
-        )
-        self.select_position_statement = SQL(
-            "SELECT next_offset FROM {positions} "
-            "WHERE consumer_group = %s AND topic = %s AND partition = %s"
-        ).format(positions=positions)
         self.select_positions_statement = SQL(
             "SELECT partition, next_offset FROM {positions} "
             "WHERE consumer_group = %s AND topic = %s"
         ).format(positions=positions)
-        # A batch's replies in one statement, as parallel binary arrays (recorder.py).
-        self.insert_replies_statement = SQL(
-            "INSERT INTO {replies} (consumer_group, topic, partition, record_offset, "
-            "reply_topic, reply_key, reply_value, correlation_id) "
-            "SELECT * FROM unnest(%b::text[], %b::text[], %b::int[], %b::bigint[], %b::text[], "
-            "%b::bytea[], %b::bytea[], %b::bytea[])"
-        ).format(replies=replies)
         self.select_replies_statement = SQL(
             "SELECT record_offset, reply_topic, reply_key, reply_value, correlation_id "
             "FROM {replies} WHERE consumer_group = %s AND topic = %s AND partition = %s "
