@@ -72,7 +72,8 @@ async def retry(
     """`await attempt()` until it returns; failures of `retry_on` types are retried.
 
     `on_state(False, reason)` is called once when the first attempt fails and
-    `on_state(True, doing)` once when a later one succeeds. `before_retry` runs before each
+    `on_state(True, doing)` once when a later one succeeds, or ends in an error that is not
+    retried (which is then raised). `before_retry` runs before each
     retry (e.g. to drop broken pooled connections).
     """
     failed = 0
@@ -97,16 +98,31 @@ async def retry(
                 with suppress(*retry_on):
                     await before_retry()
             continue
+        except (Stopped, asyncio.CancelledError):
+            raise
+        except BaseException:
+            # What kept failing answered, with an outcome retrying is not for (a conflict: a
+            # batch committed just before the connection broke). The failing is over: a state
+            # left failing would say "not ready" until the next failure happened to recover.
+            if failed:
+                _recovered(doing, failed, first_failure_at, on_state)
+            raise
         if failed:
-            log.warning(
-                "recovered",
-                doing=doing,
-                failed_attempts=failed,
-                outage_seconds=round(time.monotonic() - first_failure_at, 3),
-            )
-            if on_state is not None:
-                on_state(True, doing)
+            _recovered(doing, failed, first_failure_at, on_state)
         return result
+
+
+def _recovered(
+    doing: str, failed: int, first_failure_at: float, on_state: Callable[[bool, str], None] | None
+) -> None:
+    log.warning(
+        "recovered",
+        doing=doing,
+        failed_attempts=failed,
+        outage_seconds=round(time.monotonic() - first_failure_at, 3),
+    )
+    if on_state is not None:
+        on_state(True, doing)
 
 
 async def _pause(seconds: float, stop: asyncio.Event | None, doing: str) -> None:
