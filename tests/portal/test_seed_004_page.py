@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from playwright.async_api import BrowserContext, expect
+from playwright.async_api import BrowserContext, Request, expect
 
 from infra.settings import Settings
 from tests.kit.stripe_fake import FakeStripe
@@ -74,11 +74,20 @@ async def test_the_range_buttons_ask_for_7_30_and_90_days(
     await stack.command(account_id, "consume", action="discovery")
     page = await context.new_page()
     asked: list[str] = []
-    page.on("request", lambda r: asked.append(r.url) if "/usage?" in r.url else None)
-    await page.goto(await stack.page_url(account_id))
+
+    def is_usage(request: Request) -> bool:
+        return "/usage?" in request.url
+
+    async with page.expect_request(is_usage) as first:
+        await page.goto(await stack.page_url(account_id))
+    asked.append((await first.value).url)
     await expect(card(page, "credits").get_by_test_id("available")).to_have_text("2")
     for days in (7, 90):
-        await page.get_by_role("button", name=f"{days} days").click()
+        # The page reads the overview before it asks for usage, so the button's state
+        # changes before the usage request leaves: wait for the request itself.
+        async with page.expect_request(is_usage) as request:
+            await page.get_by_role("button", name=f"{days} days").click()
+        asked.append((await request.value).url)
         await expect(page.get_by_role("button", name=f"{days} days")).to_have_attribute(
             "aria-pressed", "true"
         )
