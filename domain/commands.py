@@ -61,6 +61,11 @@ MetadataKey = Annotated[str, Field(min_length=1, max_length=64), CARRIABLE]
 MetadataValue = Annotated[str, Field(max_length=512), CARRIABLE] | int | None
 
 
+# Byte for byte what `json.dumps(..., sort_keys=True, separators=(",", ":"))` writes (stored
+# receipts hash it), built once: `json.dumps` with options builds an encoder on every call.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+
+
 class _Command(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
@@ -69,7 +74,7 @@ class _Command(BaseModel):
 
     def canonical_json(self) -> str:
         """The payload a receipt hashes: field order and defaults never make two retries differ."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return _CANONICAL.encode(self.model_dump(mode="json"))
 
     def payload_sha256(self) -> str:
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()

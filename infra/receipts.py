@@ -13,14 +13,14 @@ decided afresh (as TigerBeetle does for failed transfers).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from eventsourcing.persistence import IntegrityError
 
 
-@dataclass(frozen=True)
-class Receipt:
+class Receipt(NamedTuple):
+    """Immutable; a named tuple, as one is built per command (see `StoredReply`)."""
+
     account_id: str
     command_id: str
     # SHA-256 hex of the command's canonical JSON: a retry with another payload is a conflict.

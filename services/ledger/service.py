@@ -232,15 +232,17 @@ class LedgerService:
 
         account = decisions.accounts[command.account_id]
         version_before = account.version if account is not None else None
-        accepted_so_far = list(account.pending_events) if account is not None else []
+        # The events this batch accepted so far are the first `accepted_so_far` pending ones
+        # (copied only on a refusal: a copy per command is quadratic on a hot account).
+        accepted_so_far = len(account.pending_events) if account is not None else 0
         work, outcome = self._execute(account, command, now)
         if isinstance(outcome, LedgerError):
             # The reply shows the account as of now, catch-up included ...
             balances = work.balances(self.catalog) if work is not None else {}
-            if work is not None and len(work.pending_events) > len(accepted_so_far):
+            if work is not None and len(work.pending_events) > accepted_so_far:
                 # ... but what the refused command triggered (catch-up) is not kept.
                 decisions.accounts[command.account_id] = self._replayed(
-                    command.account_id, accepted_so_far
+                    command.account_id, work.pending_events[:accepted_so_far]
                 )
             return Reply.rejected(
                 command_id=command.command_id,
