@@ -15,6 +15,7 @@ import uuid
 from bench.database import BENCH_DATABASE, recreate_database
 from bench.kafka_roundtrip import roundtrip_rows
 from bench.ledger_kafka import ledger_rows
+from bench.machine_speed import machine_speed_row
 from bench.payments_webhook import payment_rows
 from bench.pgbench import pgbench_rows
 from bench.portal_page import portal_rows
@@ -52,7 +53,7 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     settings = base.model_copy(
         update={"pg_database": BENCH_DATABASE, "topic_prefix": f"bench-{uuid.uuid4().hex[:6]}."}
     )
-    rows: list[BenchRow] = []
+    rows: list[BenchRow] = [machine_speed_row("at the start")]
     if "pgbench" in phases:
         await recreate_database(base)
         rows += await asyncio.to_thread(pgbench_rows, settings)
@@ -82,6 +83,7 @@ async def main(phases: tuple[str, ...] = PHASES) -> list[BenchRow]:
     if "rebuild" in phases:
         await recreate_database(base)
         rows += await rebuild_rows(settings)
+    rows.append(machine_speed_row("at the end"))
     return rows
 
 
