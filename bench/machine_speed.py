@@ -33,6 +33,6 @@ def machine_speed_row(when: str) -> BenchRow:
         f"machine speed, {when}",
         _loop_ns(),
         "ns",
-        f"one iteration of a Python loop adding integers (fastest of {REPEATS} × "
+        f"one iteration of a Python loop adding integers (fastest of {REPEATS} runs of "
         f"{LOOP_ITERATIONS:,}); a higher figure inflates every CPU row alike",
     )
