@@ -24,6 +24,7 @@ from bench.rebuild import run as rebuild_rows
 from bench.rows import BenchRow, meets, write_json
 from bench.two_ledgers import two_ledger_rows
 from infra.kafka_topics import create_topics, delete_topics
+from infra.logs import configure_logging
 from infra.settings import PROJECT_DIR, Settings
 
 
@@ -107,6 +108,9 @@ if __name__ == "__main__":
     # started is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     arguments = _arguments()
+    # Warnings only: the portal phase runs the API in this process, and a line per request
+    # would bury the table (the processes it starts log at WARNING too).
+    configure_logging("WARNING", Settings().log_format, component="bench")
     table = asyncio.run(main(tuple(arguments.only)))
     _print_table(table)
     print(f"written to {write_json(table, PROJECT_DIR / '.local' / 'bench')}")
