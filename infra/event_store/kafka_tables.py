@@ -34,8 +34,9 @@ class StoredReply(NamedTuple):
     Keyed by the command record's position; the consumer re-sends it when the record is
     delivered again, and prunes replies below the offset it has committed to Kafka.
 
-    A named tuple, immutable like a frozen dataclass: the ledger builds two per command, and a
-    frozen dataclass's `__init__` (one `object.__setattr__` per field) cost five times as much.
+    A named tuple, immutable like a frozen dataclass: the ledger builds one or two per command,
+    and a frozen dataclass's `__init__` (one `object.__setattr__` per field) cost five times as
+    much.
     """
 
     consumer_group: str

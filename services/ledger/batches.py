@@ -164,12 +164,14 @@ class BatchApplier:
         # The JSON of the replies as last decided: each reply is serialised once, for its
         # receipt, its stored copy and what is sent (the last with its position filled in).
         decided_json: list[str] = []
+        # The stored copies as last decided: what is sent is the same, positions filled in.
+        saved: list[StoredReply] = []
 
         def keep_replies(replies: list[Reply], texts: list[str]) -> BatchWrites:
             decided_json[:] = texts
-            return BatchWrites(
-                kafka_replies=self._stored_replies(commands, replies, texts, poisons, spans)
-            )
+            copies = self._stored_replies(commands, replies, texts, poisons, spans)
+            saved[:] = copies
+            return BatchWrites(kafka_replies=copies)
 
         writes = BatchWrites(
             kafka_positions=positions,
@@ -224,10 +226,17 @@ class BatchApplier:
         self._count(commands, replies, poisons, spans)
         spans.end(commands, replies)
         # Sent with their positions now; a resend after a crash carries the stored copy.
-        texts = [
-            _with_position(text, reply) for text, reply in zip(decided_json, replies, strict=True)
+        positioned = {
+            (d.record.partition, d.record.offset): sent
+            for d, text, reply in zip(commands, decided_json, replies, strict=True)
+            if (sent := _with_position(text, reply)) != text
+        }
+        return [
+            copy._replace(value=positioned[key].encode())
+            if (key := (copy.partition, copy.offset)) in positioned
+            else copy
+            for copy in saved
         ]
-        return self._stored_replies(commands, replies, texts, poisons, spans)
 
     async def _isolate(
         self,
